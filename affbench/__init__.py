@@ -1,0 +1,11 @@
+"""affbench: a benchmark suite for the Affine (fully connected) layer.
+
+Public face: :class:`Affine` (the book's layer on any implementation) and :mod:`registry`.
+"""
+
+from . import registry
+from .layer import Affine
+from .protocol import AffineImpl, KernelImpl
+
+__all__ = ["Affine", "AffineImpl", "KernelImpl", "registry"]
+__version__ = "0.1.0"

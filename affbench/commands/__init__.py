@@ -1,0 +1,1 @@
+"""One module per `python -m affbench` command: configure(parser) and execute(args)."""
