@@ -1,0 +1,213 @@
+"""The results schema (versioned), appending rows as cases finish, resuming, and loading.
+
+A run directory holds ``results.csv`` (one row per case), ``env.json`` and ``verify.csv``.
+It is the only thing ``report`` and ``compare`` read. Rows are appended and flushed to disk
+one by one, so an interrupted run keeps every finished case; a torn last line (a kill in the
+middle of a write) is detected and dropped on load, never silently misread.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.csv"
+ENV_FILE = "env.json"
+VERIFY_FILE = "verify.csv"
+
+#: Every column, in file order, with its meaning. reports/README.md is written from this.
+COLUMNS: dict[str, str] = {
+    "schema_version": "version of this column layout (affbench.results.SCHEMA_VERSION)",
+    "case_id": "stable identity of the case: impl|pass|dtype|N|K|M|threads; equal across runs",
+    "impl": "implementation name (see `python -m affbench list`)",
+    "pass": "forward, backward, or step (forward then backward)",
+    "dtype": "float32 or float64",
+    "batch": "N, rows of x (batch size)",
+    "in_features": "K, columns of x and rows of W",
+    "out_features": "M, columns of W",
+    "threads": "threads requested for the case",
+    "numba_threads": "numba.get_num_threads() in effect while the case was timed",
+    "blas_threads": "BLAS pool size in effect while the case was timed (threadpoolctl)",
+    "status": "ok (measured), extrapolated (predicted, not run), skipped, failed, or timeout",
+    "compile_s": "seconds of the first call for this (impl, dtype) in this run: JIT compile (or cache load) time; never part of any sample",
+    "repeats": "calls per sample: enough for one sample to last well above the timer resolution",
+    "n_samples": "number of samples taken",
+    "median_s": "median seconds per call (per pass)",
+    "q1_s": "first quartile of seconds per call",
+    "q3_s": "third quartile of seconds per call",
+    "iqr_s": "q3_s - q1_s",
+    "min_s": "fastest sample, seconds per call",
+    "mean_s": "mean seconds per call",
+    "std_s": "standard deviation of seconds per call",
+    "cv": "coefficient of variation, std_s / mean_s",
+    "noisy": "True when cv exceeds the noise threshold stored in env.json (noise_cv_threshold)",
+    "flops": "FLOPs of one call: forward 2NKM+NM, backward 4NKM+NM, step their sum",
+    "gflops": "flops / median_s / 1e9 (for extrapolated rows: the predicted rate)",
+    "peak_mem_bytes": "peak bytes allocated during one call above its inputs (NumPy and Numba allocations alike)",
+    "samples_s": "every sample, seconds per call, space-separated (for compare's statistics)",
+    "error": "why a case failed, timed out or was skipped; for extrapolated rows, what the prediction was based on",
+    "finished_at": "UTC time the case finished (ISO 8601)",
+}
+
+#: Columns that identify a case across runs.
+KEY_COLUMNS = ("impl", "pass", "dtype", "batch", "in_features", "out_features", "threads")
+STATUSES = ("ok", "extrapolated", "skipped", "failed", "timeout")
+INT_COLUMNS = ("schema_version", "batch", "in_features", "out_features", "threads", "numba_threads",
+               "blas_threads", "repeats", "n_samples", "flops", "peak_mem_bytes")
+FLOAT_COLUMNS = ("compile_s", "median_s", "q1_s", "q3_s", "iqr_s", "min_s", "mean_s", "std_s", "cv", "gflops")
+
+
+class ResultsError(Exception):
+    """A results directory or file that cannot be read; the message names the file and why."""
+
+
+def case_id(impl: str, pass_: str, dtype: str, batch: int, in_features: int, out_features: int, threads: int) -> str:
+    return f"{impl}|{pass_}|{dtype}|{batch}|{in_features}|{out_features}|{threads}"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(repr(float(v)) for v in value)
+    return str(value)
+
+
+class ResultsWriter:
+    """Appends rows to results.csv, one flushed and fsynced line per finished case."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / RESULTS_FILE
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:
+            _repair_torn_tail(self.path)
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._fh, fieldnames=list(COLUMNS), extrasaction="raise")
+        if new:
+            self._writer.writeheader()
+            self._sync()
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        full = {col: _fmt(row.get(col)) for col in COLUMNS}
+        full["schema_version"] = str(SCHEMA_VERSION)
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown result column(s): {', '.join(sorted(unknown))}")
+        self._writer.writerow(full)
+        self._sync()
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "ResultsWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Drop a last line without its newline: a write cut off by a kill."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as fh:
+            fh.truncate(cut)
+
+
+@dataclass
+class Loaded:
+    rows: list[dict[str, Any]]
+    dropped_torn_line: bool = False
+
+
+def read_rows(path: str | Path) -> Loaded:
+    """Parse results.csv into typed dicts. Raises ResultsError naming the file and the fault."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.exists():
+        raise ResultsError(f"{path}: no such results file")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise ResultsError(f"{path}: the results file is empty")
+    torn = not text.endswith("\n")
+    if torn:
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    if "schema_version" not in header:
+        raise ResultsError(f"{path}: not an affbench results file (no schema_version column; header: {', '.join(header[:6])}...)")
+    missing = [c for c in COLUMNS if c not in header]
+    rows: list[dict[str, Any]] = []
+    for lineno, raw in enumerate(reader, start=2):
+        version = raw.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise ResultsError(
+                f"{path}: line {lineno} has schema version {version!r}; this affbench reads version "
+                f"{SCHEMA_VERSION} (re-run with the affbench version that wrote it, or re-run the benchmark)"
+            )
+        if missing:
+            raise ResultsError(f"{path}: columns missing for schema version {SCHEMA_VERSION}: {', '.join(missing)}")
+        if None in raw or any(raw[c] is None for c in COLUMNS):
+            raise ResultsError(f"{path}: line {lineno} has the wrong number of fields (truncated or corrupted)")
+        try:
+            rows.append(_typed(raw))
+        except ValueError as exc:
+            raise ResultsError(f"{path}: line {lineno}: {exc}") from None
+    return Loaded(rows, dropped_torn_line=torn)
+
+
+def _typed(raw: Mapping[str, str]) -> dict[str, Any]:
+    row: dict[str, Any] = dict(raw)
+    for c in INT_COLUMNS:
+        row[c] = int(raw[c]) if raw[c] != "" else None
+    for c in FLOAT_COLUMNS:
+        row[c] = float(raw[c]) if raw[c] != "" else math.nan
+    row["noisy"] = raw["noisy"] == "True"
+    row["samples_s"] = [float(s) for s in raw["samples_s"].split()] if raw["samples_s"] else []
+    if row["status"] not in STATUSES:
+        raise ValueError(f"unknown status {row['status']!r}")
+    return row
+
+
+def load_frame(directory: str | Path):
+    """results.csv as a pandas DataFrame (samples_s as lists)."""
+    import pandas as pd
+
+    return pd.DataFrame(read_rows(directory).rows, columns=list(COLUMNS))
+
+
+def finished_case_ids(directory: str | Path) -> set[str]:
+    """Cases a resumed run must not redo: every row already written (whatever its status)."""
+    path = Path(directory) / RESULTS_FILE
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    return {r["case_id"] for r in read_rows(path).rows}
+
+
+def write_env(directory: str | Path, env: Mapping[str, Any]) -> None:
+    Path(directory, ENV_FILE).write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_env(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / ENV_FILE
+    if not path.exists():
+        raise ResultsError(f"{path}: no env.json in this run directory")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc})") from None
