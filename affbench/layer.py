@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from . import registry
-from .protocol import SUPPORTED_DTYPES, AffineImpl
+from .protocol import SUPPORTED_DTYPES, AffineImpl, require_memory
 
 
 def compute_dtype(*arrays: Any) -> np.dtype:
@@ -18,7 +19,9 @@ def compute_dtype(*arrays: Any) -> np.dtype:
         dt = np.asarray(a).dtype if not isinstance(a, np.ndarray) else a.dtype
         if dt.kind in "iub":
             dt = np.dtype(np.float64)
-        elif dt.kind != "f":
+        elif dt.kind == "f" and not dt.isnative:
+            dt = dt.newbyteorder("=")  # big-endian data (e.g. read from a file) is fine
+        if dt.kind != "f":
             raise TypeError(f"{name} has dtype {dt}; the Affine layer computes in float32 or float64")
         elif dt not in SUPPORTED_DTYPES:
             raise TypeError(f"{name} has dtype {dt}; supported float dtypes are float32 and float64")
@@ -57,13 +60,21 @@ class Affine:
         if x.ndim < 1:
             raise ValueError(f"x must have a batch axis, got a {x.ndim}-D array of shape {x.shape}")
         dtype = compute_dtype(("x", x), ("W", self.W), ("b", self.b))
-        self.original_x_shape = x.shape
-        x2 = x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64))) if x.ndim != 2 else x
-        if x2.shape[1] != self.W.shape[0]:
+        flat = (x.shape[0], math.prod(x.shape[1:]))
+        if flat[1] != self.W.shape[0]:
             raise ValueError(
-                f"x of shape {x.shape} flattens to {x2.shape}, but W has shape {self.W.shape} "
+                f"x of shape {x.shape} flattens to {flat}, but W has shape {self.W.shape} "
                 f"(in_features={self.W.shape[0]})"
             )
+        # Flattening a non-contiguous x, and promoting a dtype, copy: refuse before allocating
+        # when that (plus the output) cannot fit (x may be a huge zero-stride broadcast view).
+        copies = [("y", (flat[0], self.W.shape[1]), dtype)]
+        if x.dtype != dtype or (x.ndim != 2 and not x.flags.c_contiguous):
+            copies.append(("a flattened copy of x", flat, dtype))
+        copies += [(f"a {dtype} copy of {n}", a.shape, dtype) for n, a in (("W", self.W), ("b", self.b)) if a.dtype != dtype]
+        require_memory("Affine.forward", copies)
+        self.original_x_shape = x.shape
+        x2 = x.reshape(flat) if x.ndim != 2 else x
         self.x = x2.astype(dtype, copy=False)
         self._dtype = dtype
         return self.impl.forward(self.x, self._as(self.W), self._as(self.b))
@@ -76,6 +87,8 @@ class Affine:
         if dout.shape != expected:
             raise ValueError(f"dout has shape {dout.shape}, expected {expected} (batch, out_features)")
         compute_dtype(("dout", dout))
+        if dout.dtype != self._dtype:
+            require_memory("Affine.backward", [(f"a {self._dtype} copy of dout", dout.shape, self._dtype)])
         dx, dW, db = self.impl.backward(self.x, self._as(self.W), dout.astype(self._dtype, copy=False))
         self.dW = dW
         self.db = db.reshape(self.b.shape)

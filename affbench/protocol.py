@@ -8,12 +8,15 @@ An implementation computes, on 2-D arrays of one float dtype (float32 or float64
 Results are new arrays of the input dtype; inputs are never modified.
 
 Kernel authors subclass :class:`KernelImpl` and write ``_forward`` / ``_backward``: those
-receive arrays that are already validated, C-contiguous and of one dtype, so a Numba kernel
-(which does no bounds checks) never sees a shape it could overrun.
+receive arrays that are already validated, plain ndarrays, writable, C-contiguous and of one
+dtype, so a Numba kernel (which does no bounds checks) never sees a shape it could overrun.
+Passes whose outputs are all empty are answered before the kernel, and passes that would
+allocate more than the memory available are refused with a ValueError.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,6 +27,62 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = (np.dtype(np.float32), np.dtype(np.floa
 #: Largest element count of one array we let through (well above any real machine's memory,
 #: small enough that index arithmetic in an int64 kernel cannot overflow).
 MAX_ELEMENTS = 2**40
+
+#: Allocations below this many bytes skip the available-memory check (reading it costs ~10 µs,
+#: too much for a batch-1 call that takes 5 µs).
+MEMORY_CHECK_BYTES = 1 << 28
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the OS says a process can still get (MemAvailable); None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _format_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def require_memory(pass_: str, allocations: list[tuple[str, tuple[int, ...], np.dtype]]) -> None:
+    """Refuse, with a ValueError, a pass whose new arrays (outputs and contiguous copies, each
+    ``(what, shape, dtype)``) exceed MAX_ELEMENTS or the memory available now.
+
+    Huge *declared* inputs cost nothing to make (``np.broadcast_to``, zero strides); without
+    this check a pass would try to allocate terabytes, or be killed by the OOM killer.
+    """
+    total = 0
+    for what, shape, dtype in allocations:
+        count = math.prod(int(d) for d in shape)
+        if count > MAX_ELEMENTS:
+            raise ValueError(
+                f"{pass_}: {what} of shape {tuple(shape)} would have {count} elements, "
+                f"above the limit of {MAX_ELEMENTS}"
+            )
+        total += count * np.dtype(dtype).itemsize
+    if total <= MEMORY_CHECK_BYTES:
+        return
+    avail = available_memory()
+    if avail is not None and total > avail:
+        listing = ", ".join(f"{what} {tuple(shape)} {np.dtype(dtype)}" for what, shape, dtype in allocations)
+        raise ValueError(
+            f"{pass_} would allocate {_format_bytes(total)} ({listing}) "
+            f"but only {_format_bytes(avail)} of memory is available"
+        )
 
 
 @runtime_checkable
@@ -48,6 +107,8 @@ def _describe(arr: Any) -> str:
 def _require_array(name: str, arr: Any) -> np.ndarray:
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {_describe(arr)}")
+    if isinstance(arr, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array ({_describe(arr)}); its mask would be ignored, pass plain arrays")
     if arr.dtype not in SUPPORTED_DTYPES:
         raise TypeError(
             f"{name} has dtype {arr.dtype}; supported dtypes are float32 and float64 "
@@ -74,9 +135,22 @@ def _same_dtype(**arrays: np.ndarray) -> np.dtype:
     return next(iter(dtypes.values()))
 
 
+def _needs_copy(arr: np.ndarray) -> bool:
+    # Kernels index rows as contiguous memory. Read-only arrays are copied too: Numba compiles a
+    # separate signature for every read-only/writable combination (~1 s each, inside a timing).
+    return not (arr.flags.c_contiguous and arr.flags.aligned and arr.flags.writeable)
+
+
 def _contiguous(arr: np.ndarray) -> np.ndarray:
-    # A copy only when needed; kernels index rows as contiguous memory.
-    return arr if arr.flags.c_contiguous and arr.flags.aligned else np.ascontiguousarray(arr)
+    """A plain, writable, aligned, C-contiguous ndarray (a copy only when needed); subclasses
+    such as np.matrix are viewed as ndarray so they cannot leak into results."""
+    if type(arr) is not np.ndarray:
+        arr = arr.view(np.ndarray)
+    return np.array(arr, order="C") if _needs_copy(arr) else arr
+
+
+def _copies(**arrays: np.ndarray) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    return [(f"a contiguous copy of {n}", a.shape, a.dtype) for n, a in arrays.items() if a.size and _needs_copy(a)]
 
 
 def check_forward(x: Any, W: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,18 +163,20 @@ def check_forward(x: Any, W: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.nd
     b = _require_array("b", b)
     _require_ndim("x", x, 2, "(N, K)")
     _require_ndim("W", W, 2, "(K, M)")
+    b_shape = b.shape
     if b.ndim == 2 and b.shape[0] == 1:
         b = b.reshape(b.shape[1])  # (1, M) as in the book's comments
     if b.ndim != 1:
-        raise ValueError(f"b must have shape (M,) or (1, M), got shape {b.shape}")
+        raise ValueError(f"b must have shape (M,) or (1, M), got shape {b_shape}")
     if x.shape[1] != W.shape[0]:
         raise ValueError(
             f"x and W do not chain: x has shape {x.shape} (K={x.shape[1]}), "
             f"W has shape {W.shape} (K={W.shape[0]})"
         )
     if b.shape[0] != W.shape[1]:
-        raise ValueError(f"b has shape {b.shape} but W has shape {W.shape}: b needs M={W.shape[1]} entries")
-    _same_dtype(x=x, W=W, b=b)
+        raise ValueError(f"b has shape {b_shape} but W has shape {W.shape}: b needs M={W.shape[1]} entries")
+    dtype = _same_dtype(x=x, W=W, b=b)
+    require_memory("forward", [("y", (x.shape[0], W.shape[1]), dtype), *_copies(x=x, W=W, b=b)])
     return _contiguous(x), _contiguous(W), _contiguous(b)
 
 
@@ -122,7 +198,13 @@ def check_backward(x: Any, W: Any, dout: Any) -> tuple[np.ndarray, np.ndarray, n
             f"dout has shape {dout.shape}, expected (N, M) = {(x.shape[0], W.shape[1])} "
             f"from x {x.shape} and W {W.shape}"
         )
-    _same_dtype(x=x, W=W, dout=dout)
+    dtype = _same_dtype(x=x, W=W, dout=dout)
+    N, K = x.shape
+    M = W.shape[1]
+    require_memory(
+        "backward",
+        [("dx", (N, K), dtype), ("dW", (K, M), dtype), ("db", (M,), dtype), *_copies(x=x, W=W, dout=dout)],
+    )
     return _contiguous(x), _contiguous(W), _contiguous(dout)
 
 
@@ -142,12 +224,20 @@ class KernelImpl:
 
     def forward(self, x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         x, W, b = check_forward(x, W, b)
+        N, M = x.shape[0], W.shape[1]
+        if N == 0 or M == 0:
+            # Nothing to compute. Answered here because a zero-size array may declare a huge
+            # other axis (np.empty((0, 2**40)) costs nothing) that a kernel would loop over.
+            return np.empty((N, M), dtype=x.dtype)
         return self._forward(x, W, b)
 
     def backward(
         self, x: np.ndarray, W: np.ndarray, dout: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, W, dout = check_backward(x, W, dout)
+        (N, K), M = x.shape, W.shape[1]
+        if M == 0 and N * K == 0:  # every output is empty (see forward)
+            return np.empty((N, K), x.dtype), np.empty((K, M), x.dtype), np.empty((M,), x.dtype)
         return self._backward(x, W, dout)
 
     # -- to be written by each implementation -------------------------------------------
