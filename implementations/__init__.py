@@ -8,9 +8,11 @@ from affbench.registry import register
 
 from .naive import NaiveAffine
 from .numba_loops import NumbaPrangeAffine, NumbaSerialAffine
+from .numba_tiled import NumbaTiledAffine
 from .numpy_blas import NumpyAffine
 
 register(NaiveAffine)
 register(NumpyAffine)
 register(NumbaSerialAffine)
 register(NumbaPrangeAffine)
+register(NumbaTiledAffine)

@@ -1,0 +1,465 @@
+"""Tuned Numba kernels: packed, cache-blocked, register-tiled GEMM for the three products.
+
+Every product is a GEMM ``C (m x n) = A (m x k) . B (k x n)``; what differs is where A and B
+come from, and each product gets its own entry kernel with its own packing:
+
+=========  ======================  =====  =====  =====  ===================================
+product    shape                   m      n      k      A, B read as
+=========  ======================  =====  =====  =====  ===================================
+forward    NN  y  = x . W + b      N      M      K      rows of x, rows of W; bias in store
+dX         NT  dx = dY . W^T       N      K      M      rows of dY, rows of W (dot products
+                                                        of contiguous rows, transposed into
+                                                        the B panels while packing)
+dW         TN  dW = x^T . dY       K      M      N      columns of x, rows of dY; db summed
+                                                        while the dY panels are packed
+=========  ======================  =====  =====  =====  ===================================
+
+The micro-kernel
+    ``_ukr_main`` computes an MR x NR block (MR = 6 rows, NR = 2 AVX2 vectors: 6 x 8 in
+    float64, 6 x 16 in float32) as 12 independent ``<4 x double>`` / ``<8 x float>``
+    accumulators: enough to cover the 4-cycle FMA latency on both Zen 3 FMA pipes. It is
+    written as LLVM IR through ``numba.extending.intrinsic`` because LLVM's SLP vectoriser
+    did not turn scalar-variable accumulators into ymm registers (it emitted scalar
+    ``vfmadd231sd``, ~9 GFLOP/s); the IR version emits ``vfmadd231pd/ps ymm`` only and runs
+    at the machine's FMA peak from L1 (measured 51 GFLOP/s FP64, 102 FP32 on one core: the
+    boost clock is above the nominal 2.445 GHz). Edge tiles use masked loads/stores
+    (``vmaskmov``), so any m, n, k works without touching memory outside the arrays.
+    ``_ukr_thin`` (1 row x 8 vectors) serves single-row products (batch 1).
+
+Blocking (BLIS loop order): jc over n in NC columns, pc over k in KC, pack the B block
+(KC x NC, NR-wide panels, zero padded), ic over m in MC rows, pack the A block (MC x KC,
+MR-tall panels), then jr/ir over micro-tiles. The first pc block stores (forward: stores
+acc + b, fused), later blocks accumulate.
+
+Parallelism: ``prange`` over T = number of threads tasks, each owning a disjoint block of
+rows of C (or, when C has too few rows, of columns). Each task packs its own B block (the
+duplicated packing costs ~T/m of the multiply-adds) and its own A blocks, into its own
+slice of the packing buffers. dW is C for the TN product, so its rows are owned by one
+task each: no ``dW[k, :] +=`` across the batch, no race; db is summed only by the tasks
+owning row block 0 of dW, each for its own columns.
+
+Serial below a work threshold: products with N*K*M below ``PARALLEL_WORK`` (measured on
+the 2-core Zen 3: a prange launch costs a few microseconds, a serial call well under one)
+run the serial entry kernels, so batch 1 and the book's small layer don't pay for threads.
+
+Memory: outputs (allocated in Python with ``np.empty``) plus one packing buffer per call of
+``T * (min(MC, m') * min(KC, k) + min(KC, k) * min(NC, n'))`` elements (m', n' = the
+task's rows/columns rounded up to MR/NR), i.e. at most T * (96*256 + 256*2048) elements
+(about 4.4 MB per thread in float64), for each of the three products. No other
+temporaries. Single-row products whose B can be read in place (forward and dW-like with
+m == 1) skip packing altogether.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from affbench.protocol import KernelImpl
+
+# ------------------------------------------------------------------------- parameters
+MR = 6  # rows of the main micro-kernel
+NV = 2  # AVX2 vectors per micro-kernel row: NR = NV * (32 bytes / itemsize)
+NV_THIN = 8  # vectors of the single-row kernel
+KC = 256  # depth of a packed block: the B micro-panel (KC x NR) stays in L1
+MC = 96  # rows of a packed A block (MC x KC: 192 KB float64, in the 512 KB L2)
+NC = 2048  # columns of a packed B block (KC x NC: 4 MB float64, in the 32 MB L3)
+#: N*K*M below which the serial kernels run (a prange launch costs ~3-6 us; see README/FACTS)
+PARALLEL_WORK = 64 * 64 * 64
+
+_FASTMATH = True
+_OPTS = dict(cache=True, fastmath=_FASTMATH, nogil=True)
+
+
+def _nr(dtype: np.dtype, nv: int = NV) -> int:
+    return nv * (32 // np.dtype(dtype).itemsize)
+
+
+# ------------------------------------------------------------------------- micro-kernel
+def _make_ukernel(mr_c: int, nv: int):
+    """An intrinsic computing C[mr_c x NR] (=|+=|= . + bias) from A (strided) and B (row-major).
+
+    ukr(kc, A, ao, a_rs, a_cs, B, bo, ldb, C, co, ldc, bias, bo2, mode, mr, nr):
+      A element (i, p) = A.flat[ao + i*a_rs + p*a_cs] (broadcast loads, any strides);
+      B row p = B.flat[bo + p*ldb : + NR] (vector loads; masked to nr columns when nr < NR);
+      C row i = C.flat[co + i*ldc : + nr]; rows i >= mr are neither read nor written.
+      mode 0: C = acc; 1: C += acc; 2: C = acc + bias.flat[bo2 : bo2 + nr].
+    kc >= 0 (kc == 0 gives acc = 0).
+    """
+
+    @intrinsic
+    def ukr(typingctx, kc, A, ao, a_rs, a_cs, B, bo, ldb, C, co, ldc, bias, bo2, mode, mr, nr):
+        sig = types.void(kc, A, ao, a_rs, a_cs, B, bo, ldb, C, co, ldc, bias, bo2, mode, mr, nr)
+
+        def codegen(context, builder, sig, args):
+            (kc, A, ao, a_rs, a_cs, B, bo, ldb, C, co, ldc, bias, bo2, mode, mr, nr) = args
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+            ety = context.get_value_type(sig.args[1].dtype)
+            isz = context.get_abi_sizeof(ety)
+            VL = 32 // isz
+            NR = nv * VL
+            vty = ir.VectorType(ety, VL)
+            vpt = vty.as_pointer()
+            mty = ir.VectorType(ir.IntType(1), VL)
+            sfx = "v%d%s" % (VL, "f64" if isz == 8 else "f32")
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma." + sfx)
+            mload = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vpt, i32, mty, vty]), "llvm.masked.load.%s.p0" % sfx)
+            mstore = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [vty, vpt, i32, mty]), "llvm.masked.store.%s.p0" % sfx)
+
+            def c64(v):
+                return ir.Constant(i64, v)
+
+            def cast64(v):
+                return builder.sext(v, i64) if v.type.width < 64 else v
+
+            kc, ao, a_rs, a_cs, bo, ldb, co, ldc, bo2, mode, mr, nr = map(
+                cast64, (kc, ao, a_rs, a_cs, bo, ldb, co, ldc, bo2, mode, mr, nr))
+
+            def data(k, v):
+                return context.make_array(sig.args[k])(context, builder, v).data
+
+            pA = builder.gep(data(1, A), [ao])
+            pB = builder.gep(data(5, B), [bo])
+            pC = builder.gep(data(8, C), [co])
+            pBias = builder.gep(data(11, bias), [bo2])
+            zero = ir.Constant(vty, None)
+            undef = ir.Constant(vty, ir.Undefined)
+            splat0 = ir.Constant(ir.VectorType(i32, VL), None)
+            align = ir.Constant(i32, isz)
+
+            def splat(s):
+                return builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat0)
+
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nv)] for _ in range(mr_c)]
+            full = builder.and_(builder.icmp_signed("==", mr, c64(mr_c)), builder.icmp_signed("==", nr, c64(NR)))
+            # lane masks for partial columns: lane l of vector v is live when v*VL + l < nr
+            nrv = builder.shuffle_vector(
+                builder.insert_element(ir.Constant(ir.VectorType(i64, VL), ir.Undefined), nr, ir.Constant(i32, 0)),
+                ir.Constant(ir.VectorType(i64, VL), ir.Undefined), splat0)
+            masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, VL), [v * VL + l for l in range(VL)]), nrv)
+                     for v in range(nv)]
+            # row offsets of A; rows beyond mr re-read row mr-1 (computed, never stored)
+            last = builder.sub(mr, c64(1))
+            rowoff = []
+            for i in range(mr_c):
+                ii = builder.select(builder.icmp_signed("<", c64(i), mr), c64(i), last)
+                rowoff.append(builder.mul(ii, a_rs))
+
+            def body(masked):
+                with cgutils.for_range(builder, kc) as loop:
+                    p = loop.index
+                    pa = builder.gep(pA, [builder.mul(p, a_cs)])
+                    pb = builder.gep(pB, [builder.mul(p, ldb)])
+                    bv = []
+                    for v in range(nv):
+                        ptr = builder.bitcast(builder.gep(pb, [c64(v * VL)]), vpt)
+                        if masked:
+                            bv.append(builder.call(mload, [ptr, align, masks[v], zero]))
+                        else:
+                            bv.append(builder.load(ptr, align=isz))
+                    for i in range(mr_c):
+                        a = splat(builder.load(builder.gep(pa, [rowoff[i]]), align=isz))
+                        for v in range(nv):
+                            builder.store(builder.call(fma, [a, bv[v], builder.load(accs[i][v])]), accs[i][v])
+
+            def store(kind, masked):
+                for i in range(mr_c):
+                    prow = builder.gep(pC, [builder.mul(ldc, c64(i))])
+
+                    def one_row():
+                        for v in range(nv):
+                            ptr = builder.bitcast(builder.gep(prow, [c64(v * VL)]), vpt)
+                            val = builder.load(accs[i][v])
+                            if kind:
+                                src = ptr if kind == 1 else builder.bitcast(builder.gep(pBias, [c64(v * VL)]), vpt)
+                                if masked:
+                                    old = builder.call(mload, [src, align, masks[v], zero])
+                                else:
+                                    old = builder.load(src, align=isz)
+                                val = builder.fadd(val, old)
+                            if masked:
+                                builder.call(mstore, [val, ptr, align, masks[v]])
+                            else:
+                                builder.store(val, ptr, align=isz)
+
+                    if masked and i > 0:
+                        with builder.if_then(builder.icmp_signed("<", c64(i), mr)):
+                            one_row()
+                    else:
+                        one_row()
+
+            def stores(masked):
+                with builder.if_else(builder.icmp_signed("==", mode, c64(0))) as (m0, other):
+                    with m0:
+                        store(0, masked)
+                    with other:
+                        with builder.if_else(builder.icmp_signed("==", mode, c64(1))) as (m1, m2):
+                            with m1:
+                                store(1, masked)
+                            with m2:
+                                store(2, masked)
+
+            with builder.if_else(full, likely=True) as (fast, edge):
+                with fast:
+                    body(False)
+                    stores(False)
+                with edge:
+                    body(True)
+                    stores(True)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return ukr
+
+
+_ukr_main = _make_ukernel(MR, NV)
+_ukr_thin = _make_ukernel(1, NV_THIN)
+
+
+# ------------------------------------------------------------------------- packing
+@njit(**_OPTS)
+def _pack_a(A, trans, i0, mc, p0, kc, buf, mr_c):
+    """A block rows i0..i0+mc, depth p0..p0+kc into MR-tall panels: buf[q*MR*kc + p*MR + r].
+
+    trans: A(i, p) = A[p, i] (the x^T of dW), else A[i, p]. Rows past mc are zero.
+    """
+    npan = (mc + mr_c - 1) // mr_c
+    for q in range(npan):
+        base = q * mr_c * kc
+        rows = min(mr_c, mc - q * mr_c)
+        if trans:
+            for p in range(kc):
+                src = p0 + p
+                o = base + p * mr_c
+                for r in range(rows):
+                    buf[o + r] = A[src, i0 + q * mr_c + r]
+                for r in range(rows, mr_c):
+                    buf[o + r] = 0
+        else:
+            for r in range(rows):
+                i = i0 + q * mr_c + r
+                for p in range(kc):
+                    buf[base + p * mr_c + r] = A[i, p0 + p]
+            for r in range(rows, mr_c):
+                for p in range(kc):
+                    buf[base + p * mr_c + r] = 0
+
+
+@njit(**_OPTS)
+def _pack_b(B, trans, p0, kc, j0, nc, buf, nr_c, db, sum_db):
+    """B block depth p0..p0+kc, columns j0..j0+nc into NR-wide panels: buf[q*NR*kc + p*NR + c].
+
+    trans: B(p, j) = B[j, p] (the W^T of dX: rows of W read contiguously), else B[p, j].
+    Columns past nc are zero. sum_db: db[j0+j] += B(p, j) for the packed rows (the fused db).
+    """
+    npan = (nc + nr_c - 1) // nr_c
+    for q in range(npan):
+        base = q * nr_c * kc
+        cols = min(nr_c, nc - q * nr_c)
+        if trans:
+            for c in range(cols):
+                j = j0 + q * nr_c + c
+                for p in range(kc):
+                    buf[base + p * nr_c + c] = B[j, p0 + p]
+            for c in range(cols, nr_c):
+                for p in range(kc):
+                    buf[base + p * nr_c + c] = 0
+        else:
+            jb = j0 + q * nr_c
+            for p in range(kc):
+                o = base + p * nr_c
+                for c in range(cols):
+                    buf[o + c] = B[p0 + p, jb + c]
+                for c in range(cols, nr_c):
+                    buf[o + c] = 0
+                if sum_db:
+                    for c in range(cols):
+                        db[jb + c] += B[p0 + p, jb + c]
+
+
+# ------------------------------------------------------------------------- one task
+@njit(**_OPTS)
+def _task_bounds(t, T, m, n, mr_c, nr_c):
+    """Rows [r0, r1) and columns [c0, c1) of C owned by task t of T (MR/NR aligned)."""
+    mp = (m + mr_c - 1) // mr_c
+    npn = (n + nr_c - 1) // nr_c
+    if mp >= 2 * T or npn < T:  # split rows
+        r0 = min(m, (mp * t // T) * mr_c)
+        r1 = min(m, (mp * (t + 1) // T) * mr_c)
+        return r0, r1, 0, n
+    c0 = min(n, (npn * t // T) * nr_c)
+    c1 = min(n, (npn * (t + 1) // T) * nr_c)
+    return 0, m, c0, c1
+
+
+@njit(**_OPTS)
+def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, abuf, bbuf, nr_c):
+    """C[r0:r1, c0:c1] = A.B (+ bias) over the whole depth k >= 1: the BLIS loops of one task."""
+    ldc = C.shape[1]
+    for jc in range(c0, c1, NC):
+        nc = min(NC, c1 - jc)
+        for pc in range(0, k, KC):
+            kc = min(KC, k - pc)
+            if pc == 0:
+                mode = 2 if has_bias else 0
+            else:
+                mode = 1
+            _pack_b(B, tb, pc, kc, jc, nc, bbuf, nr_c, db, sum_db and r0 == 0)
+            for ic in range(r0, r1, MC):
+                mc = min(MC, r1 - ic)
+                _pack_a(A, ta, ic, mc, pc, kc, abuf, MR)
+                for jr in range(0, nc, nr_c):
+                    nr = min(nr_c, nc - jr)
+                    boff = (jr // nr_c) * nr_c * kc
+                    for ir in range(0, mc, MR):
+                        mr = min(MR, mc - ir)
+                        _ukr_main(kc, abuf, (ir // MR) * MR * kc, 1, MR, bbuf, boff, nr_c,
+                                  C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
+
+
+@njit(**_OPTS)
+def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c):
+    m, n = C.shape
+    if sum_db:
+        db[:] = 0
+    _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, k,
+               buf[:asz], buf[asz:], nr_c)
+
+
+@njit(parallel=True, **_OPTS)
+def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz, T, nr_c):
+    m, n = C.shape
+    if sum_db:
+        db[:] = 0
+    for t in prange(T):
+        r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c)
+        if r0 < r1 and c0 < c1:
+            o = t * (asz + bsz)
+            _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k,
+                       buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c)
+
+
+# ------------------------------------------------------------------------- single row
+@njit(**_OPTS)
+def _row_nn(x, W, b, y):
+    """y[0, :] = x[0, :] . W + b with W read in place (no packing): the batch-1 forward."""
+    k = x.shape[1]
+    n = y.shape[1]
+    step = (32 // y.itemsize) * NV_THIN
+    for j in range(0, n, step):
+        _ukr_thin(k, x, 0, 0, 1, W, j, n, y, j, n, b, j, 2, 1, min(step, n - j))
+
+
+@njit(**_OPTS)
+def _row_nt(d, W, dx, zero):
+    """dx[0, j] = d[0, :] . W[j, :]: dot products of contiguous rows, four rows of W at a time."""
+    K, M = W.shape
+    j = 0
+    while j + 4 <= K:
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        for p in range(M):
+            a = d[0, p]
+            s0 += a * W[j, p]
+            s1 += a * W[j + 1, p]
+            s2 += a * W[j + 2, p]
+            s3 += a * W[j + 3, p]
+        dx[0, j] = s0
+        dx[0, j + 1] = s1
+        dx[0, j + 2] = s2
+        dx[0, j + 3] = s3
+        j += 4
+    while j < K:
+        s = zero
+        for p in range(M):
+            s += d[0, p] * W[j, p]
+        dx[0, j] = s
+        j += 1
+
+
+@njit(**_OPTS)
+def _colsum(d, db):
+    """db = d.sum(0): only for K == 0, where there is no dW pass to fuse it into."""
+    db[:] = 0
+    for i in range(d.shape[0]):
+        for j in range(d.shape[1]):
+            db[j] += d[i, j]
+
+
+# ------------------------------------------------------------------------- Python side
+def _ceil_to(v: int, q: int) -> int:
+    return -(-v // q) * q
+
+
+def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
+    """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here."""
+    m, n = C.shape
+    nr_c = _nr(C.dtype)
+    threads = numba.get_num_threads()
+    T = 1 if (threads < 2 or m * n * k < PARALLEL_WORK) else threads
+    kc = min(KC, k)
+    if T == 1:
+        asz = min(MC, _ceil_to(m, MR)) * kc
+        bsz = kc * min(NC, _ceil_to(n, nr_c))
+        buf = np.empty(asz + bsz, dtype=C.dtype)
+        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c)
+    else:
+        mt = _ceil_to(-(-m // T), MR) + MR
+        asz = min(MC, _ceil_to(m, MR), mt) * kc
+        bsz = kc * min(NC, _ceil_to(n, nr_c))
+        buf = np.empty(T * (asz + bsz), dtype=C.dtype)
+        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz, T, nr_c)
+
+
+class NumbaTiledAffine(KernelImpl):
+    name = "numba-tiled"
+    description = ("packed, cache-blocked GEMM with a 6x2-vector FMA micro-kernel (LLVM IR intrinsic); "
+                   "NN forward with fused bias, NT dX, TN dW with fused db; prange over output "
+                   "blocks above a work threshold, serial below")
+    compile_options = {"parallel": True, "cache": True, "fastmath": _FASTMATH, "nogil": True,
+                       "MR": MR, "NR": "2 AVX2 vectors", "KC": KC, "MC": MC, "NC": NC,
+                       "parallel_work": PARALLEL_WORK}
+    jit = True
+
+    def _forward(self, x, W, b):
+        N, K = x.shape
+        M = W.shape[1]
+        y = np.empty((N, M), dtype=x.dtype)
+        if N == 0 or M == 0:
+            return y
+        if K == 0:
+            y[...] = b
+            return y
+        if N == 1:
+            _row_nn(x, W, b, y)
+        else:
+            _gemm(x, False, W, False, y, b, True, b, False, K)
+        return y
+
+    def _backward(self, x, W, dout):
+        N, K = x.shape
+        M = W.shape[1]
+        dx = np.empty((N, K), dtype=x.dtype)
+        dW = np.empty((K, M), dtype=x.dtype)
+        db = np.empty(M, dtype=x.dtype)
+        if N == 0 or M == 0 or K == 0:
+            dx.fill(0)
+            dW.fill(0)
+            _colsum(dout, db)
+            return dx, dW, db
+        if N == 1:
+            _row_nt(dout, W, dx, x.dtype.type(0))
+        else:
+            _gemm(dout, False, W, True, dx, db, False, db, False, M)  # NT: dx = dout . W^T
+        _gemm(x, True, dout, False, dW, db, False, db, True, N)  # TN: dW = x^T . dout, db fused
+        return dx, dW, db
