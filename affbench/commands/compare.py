@@ -1,0 +1,124 @@
+"""Compare two runs case by case: B against A (ratio B/A of median times; above 1 = B slower).
+
+Cases are matched by (impl, pass, dtype, batch, in_features, out_features, threads); cases in
+only one run, or not measured in both (failed, skipped, extrapolated...), are listed, never
+dropped. Each matched case gets a two-sided Mann–Whitney U test on the per-call samples and a
+bootstrap 95% interval on the ratio of medians; a change is significant when p < --alpha and
+the interval excludes 1. Then: the geometric mean ratio per implementation, and every
+env.json entry that differs (CPU, versions, BLAS, threads...). Runs from different machines
+can be compared; the environment differences say how far to trust the ratios.
+
+Exit status: 0, or 1 with --fail-above X when a significant slowdown exceeds X (e.g. 10%);
+2 on a usage error (missing directory, unreadable results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Mapping, TextIO
+
+from ..compare import DEFAULT_ALPHA, Comparison, compare_rows, parse_threshold
+from ..errors import UsageError
+from ..report import fmt
+from ..report.data import load_run
+from ..results import ResultsError
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("a", metavar="A", help="the reference run directory (e.g. reports/<run-id>)")
+    p.add_argument("b", metavar="B", help="the run to compare against A")
+    p.add_argument("--fail-above", metavar="PCT", help="exit 1 when a significant slowdown (B/A) exceeds PCT, e.g. 10%%")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"significance level of the tests (default {DEFAULT_ALPHA})")
+    p.add_argument("--changed-only", action="store_true", help="list only the cases that changed significantly")
+
+
+def _case_label(row: Mapping[str, Any]) -> list[str]:
+    return [row["impl"], row["pass"], row["dtype"], str(row["batch"]), fmt.layer(row["in_features"], row["out_features"]),
+            str(row["threads"])]
+
+
+def _table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
+
+
+def print_comparison(cmp: Comparison, name_a: str, name_b: str, *, changed_only: bool = False,
+                     out: TextIO = sys.stdout) -> None:
+    print(f"A = {name_a}\nB = {name_b}\nratio = median time B / median time A (> 1: B slower); "
+          f"significant: Mann–Whitney p < {cmp.alpha:g} and the bootstrap 95% interval excludes 1\n", file=out)
+    if cmp.env_diff:
+        print("environment differences (env.json):", file=out)
+        _table(["key", "A", "B"], [[k, _short(a), _short(b)] for k, a, b in cmp.env_diff], out)
+        print(file=out)
+    else:
+        print("environment: no differences in env.json (apart from run id, times and load)\n", file=out)
+
+    shown = [c for c in cmp.cases if c.significant] if changed_only else cmp.cases
+    print(f"cases: {len(cmp.cases)} compared"
+          + (f", {len(shown)} changed significantly" if changed_only else ""), file=out)
+    if shown:
+        _table(["impl", "pass", "dtype", "N", "K→M", "thr", "A median", "B median", "B/A", "95% CI", "p", "verdict"],
+               [_case_label(c.a) + [fmt.seconds(c.a["median_s"]), fmt.seconds(c.b["median_s"]), f"{c.ratio:.3f}",
+                                    f"{c.ci_low:.3f}–{c.ci_high:.3f}", fmt.pvalue(c.p_value),
+                                    c.verdict.upper() if c.verdict != "same" else "same"]
+                for c in shown], out)
+    print(file=out)
+
+    geo = cmp.geomean_by_impl()
+    if geo:
+        print("geometric mean ratio B/A per implementation:", file=out)
+        _table(["impl", "geomean B/A", "change", "cases", "slower", "faster"],
+               [[impl, f"{g:.3f}", fmt.percent(g - 1), str(n), str(s), str(f)] for impl, (g, n, s, f) in geo.items()],
+               out)
+        print(file=out)
+    for title, rows in ((f"only in A ({name_a})", cmp.only_a), (f"only in B ({name_b})", cmp.only_b)):
+        if rows:
+            print(f"{len(rows)} case(s) {title}:", file=out)
+            _table(["impl", "pass", "dtype", "N", "K→M", "thr", "status"],
+                   [_case_label(r) + [r["status"]] for r in rows], out)
+            print(file=out)
+    if cmp.not_comparable:
+        print(f"{len(cmp.not_comparable)} case(s) in both runs but not measured in both (not compared):", file=out)
+        _table(["impl", "pass", "dtype", "N", "K→M", "thr", "why"],
+               [_case_label(a) + [why] for a, _b, why in cmp.not_comparable], out)
+        print(file=out)
+
+
+def _short(v: Any, width: int = 60) -> str:
+    s = "—" if v is None else str(v)
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def execute(args: argparse.Namespace) -> int:
+    threshold = None
+    if args.fail_above is not None:
+        try:
+            threshold = parse_threshold(args.fail_above)
+        except ValueError as exc:
+            raise UsageError(f"--fail-above: {exc}") from None
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    try:
+        run_a, run_b = load_run(args.a), load_run(args.b)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    for w in run_a.warnings + run_b.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    cmp = compare_rows(run_a.rows, run_b.rows, env_a=run_a.env, env_b=run_b.env, alpha=args.alpha)
+    print_comparison(cmp, f"{args.a} ({run_a.run_id})", f"{args.b} ({run_b.run_id})", changed_only=args.changed_only)
+    if not cmp.cases:
+        print("no case was measured in both runs: nothing to compare", file=sys.stderr)
+    if threshold is not None:
+        bad = cmp.slowdowns_above(threshold)
+        if bad:
+            print(f"FAIL: {len(bad)} case(s) significantly slower by more than {threshold:.0%}, worst "
+                  + ", ".join(f"{c.a['case_id']} ×{c.ratio:.3f}" for c in sorted(bad, key=lambda c: -c.ratio)[:5]),
+                  file=sys.stderr)
+            return 1
+        print(f"ok: no significant slowdown above {threshold:.0%}")
+    return 0

@@ -1,0 +1,48 @@
+"""Number formatting shared by the report tables and compare's output."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def seconds(s: Any) -> str:
+    """1.234e-05 -> '12.3 µs'; NaN/None -> '—'."""
+    if s is None or not isinstance(s, (int, float)) or math.isnan(s):
+        return "—"
+    a = abs(s)
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if a >= scale or unit == "ns":
+            v = s / scale
+            return f"{v:.3g} {unit}" if abs(v) < 1000 else f"{v:.0f} {unit}"
+    return f"{s:g} s"  # pragma: no cover
+
+
+def number(v: Any, digits: int = 3) -> str:
+    if v is None or not isinstance(v, (int, float)) or math.isnan(v):
+        return "—"
+    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        return f"{v:.{digits - 1}e}"
+    return f"{v:.{digits}g}"
+
+
+def ratio(v: Any) -> str:
+    if v is None or not isinstance(v, (int, float)) or math.isnan(v):
+        return "—"
+    return f"{v:.3g}×" if v < 100 else f"{v:.0f}×"
+
+
+def percent(v: Any) -> str:
+    if v is None or not isinstance(v, (int, float)) or math.isnan(v):
+        return "—"
+    return f"{v * 100:+.1f}%"
+
+
+def pvalue(p: Any) -> str:
+    if p is None or not isinstance(p, (int, float)) or math.isnan(p):
+        return "—"
+    return "<1e-4" if p < 1e-4 else f"{p:.3g}"
+
+
+def layer(k: int, m: int) -> str:
+    return f"{k}→{m}"

@@ -1,0 +1,290 @@
+"""What the report says, in order: turns a loaded run, its tables and figures into document blocks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from . import crossover, fmt, tables
+from .data import Run
+from .document import Block, Bullets, Heading, Image, Para, Table, Warning
+
+EXTRAP_NOTE = ("Rows marked *~ … (extrapolated)* are **predictions** from smaller measured sizes, not "
+               "measurements; the `error` column of results.csv says what each prediction was based on.")
+
+
+def _thr(t: Any) -> str:
+    return "—" if t is None or (isinstance(t, float) and math.isnan(t)) else str(int(t))
+
+
+def _layer(r: Mapping[str, Any]) -> str:
+    return fmt.layer(int(r["in_features"]), int(r["out_features"]))
+
+
+def _maybe_pred(text: str, pred: bool) -> str:
+    return f"*~{text} (extrapolated)*" if pred else text
+
+
+def warnings_for(run: Run, df: pd.DataFrame, baseline: str, baseline_present: bool) -> list[str]:
+    out: list[str] = []
+    load = run.env.get("load")
+    if isinstance(load, Mapping):
+        for w in load.get("warnings") or []:
+            out.append(f"machine load: {w}")
+    vf = run.env.get("verify_failed")
+    if vf:
+        out.append(f"verification failed for {', '.join(map(str, vf))}: their times are not trustworthy "
+                   "(see Verification)")
+    out.extend(run.warnings)
+    if not baseline_present:
+        out.append(f"the baseline `{baseline}` has no timed rows in this run: no speedups or crossovers "
+                   "(choose another with --baseline)")
+    n_noisy = int(((df["status"] == "ok") & (df["noisy"] == True)).sum())  # noqa: E712
+    if n_noisy:
+        thr = run.env.get("noise_cv_threshold")
+        out.append(f"{n_noisy} case(s) are noisy (cv above {thr if thr is not None else 'the noise threshold'}): "
+                   "see Noisy cases")
+    n_bad = int(df["status"].isin(tables.PROBLEM_STATUSES).sum())
+    if n_bad:
+        out.append(f"{n_bad} case(s) failed, timed out or were skipped: see the list at the end")
+    return out
+
+
+def environment_blocks(run: Run) -> list[Block]:
+    blocks: list[Block] = [Heading("Environment")]
+    rows = tables.env_summary(run.env)
+    if not rows:
+        blocks.append(Para("*No environment recorded (env.json missing or empty).*"))
+    else:
+        blocks.append(Table(["", "value"], [[a, b] for a, b in rows]))
+    return blocks
+
+
+def verification_blocks(run: Run) -> list[Block]:
+    blocks: list[Block] = [Heading("Verification")]
+    vs = tables.verify_summary(run.verify)
+    if vs is None:
+        blocks.append(Para("*No verify.csv in this run directory: verification results are not available here* "
+                           "(`python -m affbench verify` checks the implementations)."))
+        return blocks
+    if vs.empty:
+        blocks.append(Para("*verify.csv holds no checks.*"))
+        return blocks
+    blocks.append(Para("Every implementation against the float64 reference before timing; error/tolerance ≤ 1 "
+                       "passes (see affbench/verify.py for the tolerance model)."))
+    rows = [[r.impl, r.dtype, str(r.checks), ("**" + str(r.failed) + "**") if r.failed else "0",
+             f"{r.worst_ratio:.2g}", "**FAILED**" if r.failed else "passed", r.first_failure or ""]
+            for r in vs.itertuples()]
+    blocks.append(Table(["impl", "dtype", "checks", "failed", "worst error / tolerance", "result", "first failure"],
+                        rows))
+    return blocks
+
+
+def pass_blocks(df: pd.DataFrame, pass_: str, baseline: str, figure: Path | None, threads: int | None) -> list[Block]:
+    blocks: list[Block] = [Heading(f"Results: {pass_} pass")]
+    if figure:
+        blocks.append(Image(figure, f"Figure 1 ({pass_}): median time per call vs batch size, one panel per layer "
+                                    f"size and dtype, at {threads} thread(s); the band is the IQR of the samples; "
+                                    "hollow markers on dashed lines are extrapolated (predicted) times."))
+    pt = tables.pass_table(df, pass_, baseline)
+    rows, marked = [], set()
+    for i, r in enumerate(pt.to_dict("records")):
+        pred = bool(r["extrapolated"])
+        note = []
+        if pred:
+            note.append("extrapolated: " + (r["error"] or "predicted"))
+            marked.add(i)
+        if r["noisy"] and not pred:
+            note.append(f"noisy (cv {r['cv']:.2f})")
+        rows.append([r["impl"], r["dtype"], _thr(r["threads"]), str(r["batch"]), _layer(r),
+                     _maybe_pred(fmt.seconds(r["median_s"]), pred),
+                     "—" if pred else fmt.seconds(r["iqr_s"]),
+                     _maybe_pred(fmt.number(r["gflops"]), pred), "; ".join(note)])
+    caption = "Median time per call, spread (IQR = q3 − q1 of the samples) and GFLOP/s."
+    if marked:
+        caption += " " + EXTRAP_NOTE
+    blocks.append(Table(["impl", "dtype", "threads", "N", "K→M", "median", "IQR", "GFLOP/s", "note"], rows,
+                        caption=caption, marked_rows=marked))
+    return blocks
+
+
+def speedup_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], passes: list[str],
+                   heatmaps: dict[str, Path]) -> list[Block]:
+    blocks: list[Block] = [Heading(f"Speedup over {baseline}")]
+    if sp.empty:
+        blocks.append(Para(f"*No speedups: `{baseline}` has no timed case matching another implementation.*"))
+        return blocks
+    blocks.append(Para(f"Speedup = {baseline} median time / implementation median time on the same case (pass, "
+                       f"dtype, N, K, M, threads). Above 1: faster than {baseline}."))
+    gm = tables.geomean_speedups(sp)
+    if not gm.empty:
+        blocks.append(Table(["impl", "pass", "dtype", "geometric mean", "min", "max", "cases"],
+                            [[r.impl, r[2], r.dtype, fmt.ratio(r.geomean), fmt.ratio(r.min), fmt.ratio(r.max),
+                              str(r.cases)] for r in gm.itertuples()],
+                            caption="Summary over measured cases (extrapolated ones left out)."))
+    others = [i for i in impls if i != baseline and i in set(sp["impl"])]
+    for pass_ in passes:
+        pv = tables.speedup_pivot(sp, pass_, others)
+        if pv.empty:
+            continue
+        rows, marked = [], set()
+        for i, r in enumerate(pv.to_dict("records")):
+            cells = []
+            for impl in others:
+                v = r[impl]
+                if v is None:
+                    cells.append("—")
+                else:
+                    cells.append(_maybe_pred(fmt.ratio(v[0]), v[1]))
+                    if v[1]:
+                        marked.add(i)
+            rows.append([r["dtype"], _thr(r["threads"]), _layer(r), str(r["batch"]), *cells])
+        cap = f"{pass_} pass: speedup of each implementation over {baseline}."
+        if marked:
+            cap += " Values marked *~ (extrapolated)* involve a predicted time."
+        blocks.append(Table(["dtype", "threads", "K→M", "N", *others], rows, caption=cap, marked_rows=set()))
+    for impl, path in heatmaps.items():
+        blocks.append(Image(path, f"Figure 3 ({impl}): speedup of {impl} over {baseline} across batch size × layer "
+                                  "size (blue: faster, red: slower; hatched ~cells: extrapolated)."))
+    return blocks
+
+
+def crossover_blocks(sp: pd.DataFrame, baseline: str, impls: list[str]) -> list[Block]:
+    blocks: list[Block] = [Heading("Crossover points")]
+    numba = [i for i in impls if i.startswith("numba")] or [i for i in impls if i != baseline]
+    ws = crossover.win_summary(sp, numba)
+    if ws.empty:
+        blocks.append(Para(f"*No crossover analysis: no Numba implementation has cases matched with {baseline}.*"))
+        return blocks
+    blocks.append(Para(f"For each layer size, dtype, pass and thread count: the batch sizes N at which each "
+                       f"implementation beats {baseline}, and where that changes. *N≈* is interpolated in log-log "
+                       "between the two measured batch sizes around the change (given in brackets, with the "
+                       "speedups there)."))
+    rows, marked = [], set()
+    for i, r in enumerate(ws.to_dict("records")):
+        cs = r["crossovers"]
+        text = "; ".join(
+            f"{c.direction} at N≈{c.batch_estimate:.3g} [{c.batch_below}: {fmt.ratio(c.speedup_below)} → "
+            f"{c.batch_above}: {fmt.ratio(c.speedup_above)}]" + (" *(extrapolated)*" if c.predicted else "")
+            for c in cs) or "—"
+        if any(c.predicted for c in cs):
+            marked.add(i)
+        rows.append([r["impl"], r["pass"], r["dtype"], _layer(r), _thr(r["threads"]), r["batches"], r["faster_at"],
+                     text])
+    blocks.append(Table(["impl", "pass", "dtype", "K→M", "threads", "N measured", f"faster than {baseline} at",
+                         "crossovers (as N grows)"], rows, marked_rows=marked))
+    return blocks
+
+
+def throughput_blocks(df: pd.DataFrame, env: Mapping[str, Any], figure: Path | None) -> list[Block]:
+    blocks: list[Block] = [Heading("Throughput (GFLOP/s)")]
+    if figure:
+        blocks.append(Image(figure, "Figure 2: GFLOP/s vs problem size N·K·M, with the best measured BLAS rate and "
+                                    "the machine's theoretical peak; hollow markers are extrapolated."))
+    peak = env.get("peak_gflops")
+    if isinstance(peak, Mapping) and peak:
+        blocks.append(Para("Theoretical peak: " + ", ".join(
+            f"{k} {v:.1f} GFLOP/s" for k, v in peak.items() if isinstance(v, (int, float)))
+            + (f" — derived as: {peak['how']}." if peak.get("how") else ".")))
+    else:
+        blocks.append(Para("*Theoretical peak unknown: env.json has no peak_gflops.*"))
+    br = tables.best_rates(df)
+    if not br.empty:
+        pk = peak if isinstance(peak, Mapping) else {}
+        rows = []
+        for r in br.to_dict("records"):
+            p = pk.get(r["dtype"])
+            rows.append([r["impl"], r["dtype"], fmt.number(r["gflops"]),
+                         f"{r['gflops'] / p:.0%}" if isinstance(p, (int, float)) and p > 0 else "—",
+                         f"{r['pass']} N={r['batch']} {_layer(r)} {_thr(r['threads'])} thr"])
+        blocks.append(Table(["impl", "dtype", "best GFLOP/s", "of peak", "reached at"], rows,
+                            caption="Best measured rate per implementation and dtype."))
+    return blocks
+
+
+def scaling_blocks(df: pd.DataFrame, figure: Path | None) -> list[Block]:
+    blocks: list[Block] = [Heading("Thread scaling")]
+    ts = tables.thread_scaling(df)
+    if figure:
+        blocks.append(Image(figure, "Figure 4: speedup over the smallest thread count and parallel efficiency, "
+                                    "geometric mean over each implementation's measured cases."))
+    if ts.empty:
+        counts = sorted(set(int(t) for t in df[df["status"] == "ok"]["threads"]))
+        blocks.append(Para(f"*No thread scaling to show: measured thread counts {counts or 'none'}; scaling needs "
+                           "an implementation measured at two or more thread counts on the same case.*"))
+        return blocks
+    blocks.append(Table(["impl", "dtype", "threads", "speedup (geomean)", "range", "efficiency", "cases"],
+                        [[r.impl, r.dtype, str(r.threads), fmt.ratio(r.speedup),
+                          f"{fmt.ratio(r.min)} – {fmt.ratio(r.max)}", f"{r.efficiency:.0%}", str(r.cases)]
+                         for r in ts.itertuples()],
+                        caption="Speedup relative to the same case at the smallest thread count."))
+    return blocks
+
+
+def compile_blocks(df: pd.DataFrame, baseline: str, figure: Path | None) -> list[Block]:
+    blocks: list[Block] = [Heading("Compile times")]
+    ct = tables.compile_table(df, baseline)
+    if ct.empty:
+        blocks.append(Para("*No compile times recorded.*"))
+        return blocks
+    blocks.append(Table(["impl", "dtype", "first call (compile or cache load)"],
+                        [[r.impl, r.dtype, fmt.seconds(r.compile_s) + (" (varies between rows)" if r.differs else "")]
+                         for r in ct.itertuples()],
+                        caption="The first call of each (implementation, dtype) in the run: JIT compilation or a "
+                                "cache load. It is never part of any timing sample."))
+    if figure:
+        blocks.append(Image(figure, "Figure 5: first-call (JIT compile) time per implementation and dtype."))
+    return blocks
+
+
+def noisy_blocks(df: pd.DataFrame, env: Mapping[str, Any]) -> list[Block]:
+    nt = tables.noisy_table(df)
+    blocks: list[Block] = [Heading("Noisy cases")]
+    thr = env.get("noise_cv_threshold")
+    if nt.empty:
+        blocks.append(Para(f"No noisy case (cv ≤ {thr if thr is not None else 'threshold'} everywhere)."))
+        return blocks
+    blocks.append(Table(["impl", "pass", "dtype", "N", "K→M", "threads", "median", "IQR", "cv", "samples"],
+                        [[r["impl"], r["pass"], r["dtype"], str(r["batch"]), _layer(r), _thr(r["threads"]),
+                          fmt.seconds(r["median_s"]), fmt.seconds(r["iqr_s"]), f"{r['cv']:.2f}",
+                          "—" if pd.isna(r["n_samples"]) else str(int(r["n_samples"]))]
+                         for r in nt.to_dict("records")],
+                        caption=f"Cases whose coefficient of variation exceeds the noise threshold "
+                                f"({thr if thr is not None else 'from env.json'}): treat their medians with care, "
+                                "re-run them on a quiet machine."))
+    return blocks
+
+
+def extrapolated_blocks(df: pd.DataFrame) -> list[Block]:
+    et = tables.extrapolated_table(df)
+    if et.empty:
+        return []
+    return [Heading("Extrapolated cases (predictions, not measurements)"),
+            Table(["impl", "pass", "dtype", "N", "K→M", "threads", "predicted median", "predicted GFLOP/s", "based on"],
+                  [[r["impl"], r["pass"], r["dtype"], str(r["batch"]), _layer(r), _thr(r["threads"]),
+                    _maybe_pred(fmt.seconds(r["median_s"]), True), _maybe_pred(fmt.number(r["gflops"]), True),
+                    r["error"] or "—"] for r in et.to_dict("records")],
+                  caption=EXTRAP_NOTE, marked_rows=set(range(len(et))))]
+
+
+def problem_blocks(df: pd.DataFrame) -> list[Block]:
+    pt = tables.problems_table(df)
+    blocks: list[Block] = [Heading("Failed, timed-out and skipped cases")]
+    if pt.empty:
+        blocks.append(Para("None: every case was measured (or extrapolated)."))
+        return blocks
+    blocks.append(Table(["status", "impl", "pass", "dtype", "N", "K→M", "threads", "error"],
+                        [[f"**{r['status']}**", r["impl"], r["pass"], r["dtype"], str(r["batch"]), _layer(r),
+                          _thr(r["threads"]), r["error"] or "—"] for r in pt.to_dict("records")]))
+    return blocks
+
+
+def regenerate_blocks(run: Run) -> list[Block]:
+    return [Heading("Regenerating and comparing"),
+            Bullets([f"`python -m affbench report {run.directory}` rebuilds this report from results.csv and "
+                     "env.json alone (`--baseline IMPL` for another baseline, `--out DIR` to write elsewhere).",
+                     f"`python -m affbench compare {run.directory} OTHER_RUN` compares two runs case by case.",
+                     "reports/README.md explains every column and figure."])]
