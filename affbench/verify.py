@@ -282,9 +282,13 @@ def _check_nd(impl: AffineImpl, dtype: str) -> list[Check]:
     except Exception as exc:
         return [Check(impl.name, dtype, case, "contract", math.nan, math.nan, False,
                       f"raised {type(exc).__name__}: {exc}")]
-    if dx.shape != x.shape or y.shape != (6, 5):
-        return [Check(impl.name, dtype, case, "contract", math.nan, math.nan, False,
-                      f"y {y.shape}, dx {dx.shape}; expected (6, 5) and {x.shape}")]
+    got_all = {"y": y, "dx": dx, "dW": layer.dW, "db": layer.db}
+    expected = {"y": (6, 5), "dx": x.shape, "dW": W.shape, "db": b.shape}
+    for q, arr in got_all.items():  # a broken kernel must be reported, not crash verify
+        if not isinstance(arr, np.ndarray) or arr.shape != expected[q]:
+            what = f"shape {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+            return [Check(impl.name, dtype, case, "contract", math.nan, math.nan, False,
+                          f"{q} is {what}; expected shape {expected[q]}")]
     x2 = x.reshape(6, -1)
     checks = []
     scales = _scales(x2, W, b, dout)
