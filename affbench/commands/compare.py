@@ -48,7 +48,8 @@ def _table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
 
 
 def print_comparison(cmp: Comparison, name_a: str, name_b: str, *, changed_only: bool = False,
-                     out: TextIO = sys.stdout) -> None:
+                     out: TextIO | None = None) -> None:
+    out = out if out is not None else sys.stdout
     print(f"A = {name_a}\nB = {name_b}\nratio = median time B / median time A (> 1: B slower); "
           f"significant: Mann–Whitney p < {cmp.alpha:g} and the bootstrap 95% interval excludes 1\n", file=out)
     if cmp.env_diff:

@@ -45,9 +45,35 @@ def _time_formatter():
     return FuncFormatter(lambda v, _pos: fmt.seconds(v) if v > 0 else "0")
 
 
+def _time_axis(ax, values, label: str) -> None:
+    """Log scale with '10 µs'-style ticks when the times span a decade; otherwise a linear
+    axis in one unit named in the label (so close ticks stay distinct)."""
+    if _spans_decades(values):
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_time_formatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel(label)
+        return
+    v = [x for x in values if x == x and x > 0]
+    top = max(v) if v else 1.0
+    unit, scale = next(((u, sc) for u, sc in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)) if top >= sc), ("ns", 1e-9))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _p: f"{y / scale:g}"))
+    ax.set_ylabel(f"{label} ({unit})")
+
+
+def _pow10(v: float, _pos: Any = None) -> str:
+    """Tick label without mathtext (fast): 1e+06 -> '1e6', 1000 -> '1000'."""
+    if v <= 0:
+        return "0"
+    e = math.log10(v)
+    if abs(e - round(e)) < 1e-9 and abs(e) >= 4:
+        return f"1e{int(round(e))}"
+    return f"{v:g}"
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI)
     return path
 
 
@@ -128,22 +154,21 @@ def time_vs_batch(df: pd.DataFrame, pass_: str, path: Path, *, impls: Sequence[s
             if log_x:
                 ax.set_xscale("log", base=2)
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-            if _spans_decades(sub["median_s"]):
-                ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(_time_formatter())
-            ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(f"layer {fmt.layer(k, m)}, {dtype}", fontsize=10)
             ax.set_xlabel("batch size N (rows of x)")
-            ax.set_ylabel("median time per call")
+            _time_axis(ax, sub["median_s"], "median time per call")
             ax.grid(True, which="major", alpha=0.3)
     handles = [Line2D([], [], color=styles[i][0], marker=styles[i][1], label=i + (f" ({other[i]} thr)" if i in other else ""))
                for i in impls if i in set(t["impl"])]
     handles += _legend_extras(any_extrap, band=True)
     thr_text = f"{threads} thread{'s' if threads != 1 else ''}" if threads is not None else ""
     fig.suptitle(f"{pass_} pass: median time per call vs batch size ({thr_text}; lower is better)", fontsize=12)
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=9,
-               bbox_to_anchor=(0.5, -0.01), frameon=False)
-    fig.tight_layout(rect=(0, 0.07 + 0.03 * (len(handles) > 4), 1, 0.97))
+    ncol = min(4, len(handles))
+    nlines = math.ceil(len(handles) / ncol)
+    height = fig.get_figheight()
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, bbox_to_anchor=(0.5, 0.05 / height),
+               frameon=False)
+    fig.tight_layout(rect=(0, (0.15 + 0.22 * nlines) / height, 1, 0.97))
     return _save(fig, path)
 
 
@@ -193,6 +218,11 @@ def gflops_vs_size(df: pd.DataFrame, env: Mapping[str, Any], path: Path, *, impl
             ax.set_ylabel("GFLOP/s (10⁹ FLOP per second)")
             ax.grid(True, which="major", alpha=0.3)
             ax.xaxis.set_major_locator(LogLocator(base=10))
+            ax.xaxis.set_major_formatter(FuncFormatter(_pow10))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            if ax.get_yscale() == "log":
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
     handles = [Line2D([], [], color=styles[i][0], marker=styles[i][1], linestyle="none",
                       label=i + (f" ({other[i]} thr)" if i in other else "")) for i in impls if i in set(t["impl"])]
     rates = []
