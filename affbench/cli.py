@@ -18,6 +18,7 @@ from .errors import UsageError
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("affbench.commands.list_", "list implementations (with compile options) and presets"),
     "verify": ("affbench.commands.verify", "cross-validate implementations against the float64 reference"),
+    "kernels": ("affbench.commands.kernels", "measure the numba-tiled targets side by side with NumPy"),
     "report": ("affbench.commands.report", "regenerate plots, report.md and report.html from a results directory"),
     "compare": ("affbench.commands.compare", "compare two runs case by case, with significance tests"),
 }

@@ -64,14 +64,16 @@ from affbench.protocol import KernelImpl
 # ------------------------------------------------------------------------- parameters
 MR = 6  # rows of the main micro-kernel
 NV = 2  # AVX2 vectors per micro-kernel row: NR = NV * (32 bytes / itemsize)
-NV_THIN = 8  # vectors of the single-row kernel
+NV_THIN = (13, 8, 4)  # vectors of the single-row kernels (the narrowest that fits is used)
 KC = 256  # depth of a packed block: the B micro-panel (KC x NR) stays in L1
 MC = 96  # rows of a packed A block (MC x KC: 192 KB float64, in the 512 KB L2)
 NC = 2048  # columns of a packed B block (KC x NC: 4 MB float64, in the 32 MB L3)
 #: N*K*M below which the serial kernels run (a prange launch costs ~3-6 us; see README/FACTS)
 PARALLEL_WORK = 64 * 64 * 64
+PACK_A_COLS = 256  # pack A blocks when C has this many columns (else read A in place)
+PACK_B_ROWS = 512  # pack B blocks when C has this many rows (else read B's rows in place)
 
-_FASTMATH = True
+_FASTMATH = {"reassoc", "contract"}  # reassociation and FMA contraction; no nnan/ninf assumptions
 _OPTS = dict(cache=True, fastmath=_FASTMATH, nogil=True)
 
 
@@ -127,6 +129,14 @@ def _make_ukernel(mr_c: int, nv: int):
 
             pA = builder.gep(data(1, A), [ao])
             pB = builder.gep(data(5, B), [bo])
+            # rows p < safe can be read NR wide without leaving B (packed panels: all of
+            # them; B read in place: all but the last row(s)); later rows use masked loads
+            b_items = context.make_array(sig.args[5])(context, builder, B).nitems
+            room = builder.sub(b_items, builder.add(bo, c64(NR)))
+            ldb1 = builder.select(builder.icmp_signed(">", ldb, c64(0)), ldb, c64(1))
+            safe = builder.add(builder.sdiv(room, ldb1), c64(1))
+            safe = builder.select(builder.icmp_signed("<", room, c64(0)), c64(0), safe)
+            safe = builder.select(builder.icmp_signed("<", safe, kc), safe, kc)
             pC = builder.gep(data(8, C), [co])
             pBias = builder.gep(data(11, bias), [bo2])
             zero = ir.Constant(vty, None)
@@ -153,8 +163,14 @@ def _make_ukernel(mr_c: int, nv: int):
                 rowoff.append(builder.mul(ii, a_rs))
 
             def body(masked):
-                with cgutils.for_range(builder, kc) as loop:
-                    p = loop.index
+                if masked:  # the rows that are safe to read whole, then the rest masked
+                    body_range(False, c64(0), safe)
+                    body_range(True, safe, kc)
+                else:
+                    body_range(False, c64(0), kc)
+
+            def body_range(masked, start, stop):
+                with cgutils.for_range_slice(builder, start, stop, c64(1)) as (p, _):
                     pa = builder.gep(pA, [builder.mul(p, a_cs)])
                     pb = builder.gep(pB, [builder.mul(p, ldb)])
                     bv = []
@@ -221,7 +237,9 @@ def _make_ukernel(mr_c: int, nv: int):
 
 
 _ukr_main = _make_ukernel(MR, NV)
-_ukr_thin = _make_ukernel(1, NV_THIN)
+_ukr_thin13 = _make_ukernel(1, NV_THIN[0])
+_ukr_thin8 = _make_ukernel(1, NV_THIN[1])
+_ukr_thin4 = _make_ukernel(1, NV_THIN[2])
 
 
 # ------------------------------------------------------------------------- packing
@@ -301,9 +319,17 @@ def _task_bounds(t, T, m, n, mr_c, nr_c):
 
 
 @njit(**_OPTS)
-def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, abuf, bbuf, nr_c):
-    """C[r0:r1, c0:c1] = A.B (+ bias) over the whole depth k >= 1: the BLIS loops of one task."""
+def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, abuf, bbuf, nr_c, pa, pb):
+    """C[r0:r1, c0:c1] = op(A).op(B) (+ bias) over the whole depth k >= 1: the BLIS loops of one task.
+
+    pa / pb: pack A / B blocks (else the micro-kernel reads them in place: A with strides,
+    B by rows, which needs tb False). db (sum_db) is summed by the task owning row 0.
+    """
     ldc = C.shape[1]
+    lda = A.shape[1]
+    ldb = B.shape[1]
+    Af = A.reshape(A.size)
+    Bf = B.reshape(B.size)
     for jc in range(c0, c1, NC):
         nc = min(NC, c1 - jc)
         for pc in range(0, k, KC):
@@ -312,30 +338,59 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, a
                 mode = 2 if has_bias else 0
             else:
                 mode = 1
-            _pack_b(B, tb, pc, kc, jc, nc, bbuf, nr_c, db, sum_db and r0 == 0)
+            if pb:
+                _pack_b(B, tb, pc, kc, jc, nc, bbuf, nr_c, db, sum_db and r0 == 0)
+                bsrc = bbuf
+                bstride = nr_c
+            else:
+                if sum_db and r0 == 0:
+                    for p in range(pc, pc + kc):
+                        for j in range(jc, jc + nc):
+                            db[j] += B[p, j]
+                bsrc = Bf
+                bstride = ldb
             for ic in range(r0, r1, MC):
                 mc = min(MC, r1 - ic)
-                _pack_a(A, ta, ic, mc, pc, kc, abuf, MR)
+                if pa:
+                    _pack_a(A, ta, ic, mc, pc, kc, abuf, MR)
+                    asrc = abuf
+                else:
+                    asrc = Af
                 for jr in range(0, nc, nr_c):
                     nr = min(nr_c, nc - jr)
-                    boff = (jr // nr_c) * nr_c * kc
+                    if pb:
+                        boff = (jr // nr_c) * nr_c * kc
+                    else:
+                        boff = pc * ldb + jc + jr
                     for ir in range(0, mc, MR):
                         mr = min(MR, mc - ir)
-                        _ukr_main(kc, abuf, (ir // MR) * MR * kc, 1, MR, bbuf, boff, nr_c,
+                        if pa:
+                            aoff = (ir // MR) * MR * kc
+                            a_rs = 1
+                            a_cs = MR
+                        elif ta:  # A(i, p) = A[p, i]
+                            aoff = pc * lda + ic + ir
+                            a_rs = 1
+                            a_cs = lda
+                        else:
+                            aoff = (ic + ir) * lda + pc
+                            a_rs = lda
+                            a_cs = 1
+                        _ukr_main(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
                                   C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
 
 
 @njit(**_OPTS)
-def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c):
+def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c, pa, pb):
     m, n = C.shape
     if sum_db:
         db[:] = 0
     _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, k,
-               buf[:asz], buf[asz:], nr_c)
+               buf[:asz], buf[asz:], nr_c, pa, pb)
 
 
 @njit(parallel=True, **_OPTS)
-def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz, T, nr_c):
+def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz, T, nr_c, pa, pb):
     m, n = C.shape
     if sum_db:
         db[:] = 0
@@ -344,18 +399,46 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz
         if r0 < r1 and c0 < c1:
             o = t * (asz + bsz)
             _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k,
-                       buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c)
+                       buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb)
 
 
 # ------------------------------------------------------------------------- single row
 @njit(**_OPTS)
 def _row_nn(x, W, b, y):
-    """y[0, :] = x[0, :] . W + b with W read in place (no packing): the batch-1 forward."""
+    """y[0, :] = x[0, :] . W + b with W read in place (no packing): the batch-1 forward.
+
+    Column panels of 13, 8 or 4 vectors (the narrowest that covers what is left), so the
+    book's M = 50 is one pass over W in float64 (13 x 4 = 52 columns) and float32.
+    """
     k = x.shape[1]
     n = y.shape[1]
-    step = (32 // y.itemsize) * NV_THIN
-    for j in range(0, n, step):
-        _ukr_thin(k, x, 0, 0, 1, W, j, n, y, j, n, b, j, 2, 1, min(step, n - j))
+    vl = 32 // y.itemsize
+    j = 0
+    while j < n:
+        r = n - j
+        if r > NV_THIN[1] * vl:
+            w = min(r, NV_THIN[0] * vl)
+            _ukr_thin13(k, x, 0, 0, 1, W, j, n, y, j, n, b, j, 2, 1, w)
+        elif r > NV_THIN[2] * vl:
+            w = r
+            _ukr_thin8(k, x, 0, 0, 1, W, j, n, y, j, n, b, j, 2, 1, w)
+        else:
+            w = r
+            _ukr_thin4(k, x, 0, 0, 1, W, j, n, y, j, n, b, j, 2, 1, w)
+        j += w
+
+
+@njit(**_OPTS)
+def _row_tn(x, d, dW, db):
+    """dW = x[0, :]^T . d[0, :] (an outer product: k = 1) and db = d[0, :], for batch 1."""
+    K = x.shape[1]
+    M = d.shape[1]
+    for i in range(K):
+        a = x[0, i]
+        for j in range(M):
+            dW[i, j] = a * d[0, j]
+    for j in range(M):
+        db[j] = d[0, j]
 
 
 @njit(**_OPTS)
@@ -402,23 +485,30 @@ def _ceil_to(v: int, q: int) -> int:
 
 
 def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
-    """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here."""
+    """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here.
+
+    Packing costs about one copy per element of A (B) against n (m) multiply-adds per
+    element, so A is packed only when C has PACK_A_COLS columns or more and B only when it
+    has PACK_B_ROWS rows or more (or must be transposed: the NT product).
+    """
     m, n = C.shape
     nr_c = _nr(C.dtype)
+    pa = ta or n >= PACK_A_COLS
+    pb = tb or m >= PACK_B_ROWS
     threads = numba.get_num_threads()
     T = 1 if (threads < 2 or m * n * k < PARALLEL_WORK) else threads
     kc = min(KC, k)
     if T == 1:
-        asz = min(MC, _ceil_to(m, MR)) * kc
-        bsz = kc * min(NC, _ceil_to(n, nr_c))
+        asz = min(MC, _ceil_to(m, MR)) * kc if pa else 0
+        bsz = kc * min(NC, _ceil_to(n, nr_c)) if pb else 0
         buf = np.empty(asz + bsz, dtype=C.dtype)
-        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c)
+        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c, pa, pb)
     else:
         mt = _ceil_to(-(-m // T), MR) + MR
-        asz = min(MC, _ceil_to(m, MR), mt) * kc
-        bsz = kc * min(NC, _ceil_to(n, nr_c))
+        asz = min(MC, _ceil_to(m, MR), mt) * kc if pa else 0
+        bsz = kc * min(NC, _ceil_to(n, nr_c)) if pb else 0
         buf = np.empty(T * (asz + bsz), dtype=C.dtype)
-        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz, T, nr_c)
+        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz, T, nr_c, pa, pb)
 
 
 class NumbaTiledAffine(KernelImpl):
@@ -426,7 +516,7 @@ class NumbaTiledAffine(KernelImpl):
     description = ("packed, cache-blocked GEMM with a 6x2-vector FMA micro-kernel (LLVM IR intrinsic); "
                    "NN forward with fused bias, NT dX, TN dW with fused db; prange over output "
                    "blocks above a work threshold, serial below")
-    compile_options = {"parallel": True, "cache": True, "fastmath": _FASTMATH, "nogil": True,
+    compile_options = {"parallel": True, "cache": True, "fastmath": sorted(_FASTMATH), "nogil": True,
                        "MR": MR, "NR": "2 AVX2 vectors", "KC": KC, "MC": MC, "NC": NC,
                        "parallel_work": PARALLEL_WORK}
     jit = True
@@ -459,7 +549,8 @@ class NumbaTiledAffine(KernelImpl):
             return dx, dW, db
         if N == 1:
             _row_nt(dout, W, dx, x.dtype.type(0))
+            _row_tn(x, dout, dW, db)
         else:
             _gemm(dout, False, W, True, dx, db, False, db, False, M)  # NT: dx = dout . W^T
-        _gemm(x, True, dout, False, dW, db, False, db, True, N)  # TN: dW = x^T . dout, db fused
+            _gemm(x, True, dout, False, dW, db, False, db, True, N)  # TN: dW = x^T . dout, db fused
         return dx, dW, db

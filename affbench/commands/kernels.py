@@ -1,0 +1,92 @@
+"""Measure the numba-tiled targets side by side with NumPy (issue 6).
+
+Compiles numba-tiled first (timed apart, never inside a sample), then for each target
+samples the two kernels round-robin in this process (numba-tiled, numpy, numba-tiled, ...)
+and compares medians of the step time (forward + backward). Each kernel runs with its own
+thread pool at the target's thread count and the other pool held at 1
+(affbench.threads.threads_for). One line per target: the measured ratio (or 1-vs-2-thread
+speedup), the target, PASS/MISS, and GFLOP/s with % of the nominal 2-core peak
+(2 x 16 FP64 / 32 FP32 FLOPs per cycle x 2.445 GHz; the boost clock is higher, so >100% is
+possible). It reports; it is not a gate: the exit status is 0 even on a MISS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .. import registry
+from ..errors import UsageError
+from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, select
+from ..threads import backend_of, max_threads, threads_for
+from ..timing import Plan, Timed, sample_round_robin, summarize
+from ..verify import make_inputs
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="fewer samples, and skip the 2048^3 cases")
+    p.add_argument("--case", action="append", metavar="TEXT",
+                   help="only targets whose case contains TEXT (e.g. 1024, book, N=1)")
+    p.add_argument("--samples", type=int, metavar="N", help="samples per kernel (default 7, --quick 3)")
+
+
+def _compile(impl) -> float:
+    """Run every code path once per dtype (serial, parallel, batch 1); seconds spent."""
+    t0 = time.perf_counter()
+    for dt in ("float32", "float64"):
+        for shape in ((1, 7, 5), (5, 7, 3), (100, 784, 50), (0, 3, 2)):
+            x, W, b, d = make_inputs(*shape, dt)
+            impl.forward(x, W, b)
+            impl.backward(x, W, d)
+    return time.perf_counter() - t0
+
+
+def _timed(impl, threads: int, x, W, b, d) -> Timed:
+    def step():
+        impl.forward(x, W, b)
+        impl.backward(x, W, d)
+
+    return Timed(call=step, context=lambda: threads_for(backend_of(impl), threads))
+
+
+def measure(target: Target, plan: Plan) -> Outcome:
+    subject = registry.get(SUBJECT)
+    x, W, b, d = make_inputs(target.N, target.K, target.M, target.dtype)
+    if target.kind == "ratio":
+        cases = [_timed(subject, target.threads, x, W, b, d),
+                 _timed(registry.get(BASELINE), target.threads, x, W, b, d)]
+    else:
+        cases = [_timed(subject, 1, x, W, b, d), _timed(subject, target.threads, x, W, b, d)]
+    sample_round_robin(cases, plan)
+    for c in cases:
+        if c.error is not None:
+            raise c.error
+    t_num, t_den = (summarize(c.samples).median for c in cases)
+    return evaluate(target, t_num, t_den)
+
+
+def execute(args: argparse.Namespace) -> int:
+    targets = select(args.quick, args.case)
+    if not targets:
+        raise UsageError("--case matched no target; see affbench/targets.py for the table")
+    need = max(t.threads for t in targets)
+    if max_threads() < need:
+        print(f"note: Numba's pool has {max_threads()} thread(s); targets ask for {need}", file=sys.stderr)
+    samples = args.samples or (3 if args.quick else 7)
+    plan = Plan(min_sample_s=0.02, warmup_calls=1, min_samples=samples, max_samples=samples,
+                budget_s=0.0)
+
+    subject = registry.get(SUBJECT)
+    print(f"compiling {SUBJECT} ...", file=sys.stderr, flush=True)
+    print(f"compile (first calls, both dtypes, all code paths): {_compile(subject):.2f} s")
+    print(f"peak = 2 cores x 16 FP64 / 32 FP32 FLOPs/cycle x 2.445 GHz: "
+          f"{peak_gflops('float64'):.1f} / {peak_gflops('float32'):.1f} GFLOP/s; "
+          f"medians of {samples} round-robin samples per kernel\n")
+    misses = 0
+    for t in targets:
+        out = measure(t, plan)
+        misses += not out.passed
+        print(out.line(), flush=True)
+    print(f"\n{len(targets) - misses}/{len(targets)} targets met" + (" (a report, not a gate)" if misses else ""))
+    return 0

@@ -1,0 +1,130 @@
+"""The numba-tiled performance targets (issue 6) and how a measurement is judged against them.
+
+Pure logic, no timing: :func:`evaluate` turns measured median times into an
+:class:`Outcome`; ``affbench.commands.kernels`` does the measuring. Ratios are measured side
+by side in one process (round-robin samples, medians), never from absolute times taken at
+different moments on a shared machine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .reference import flops
+
+#: The machine of shared/FACTS.md: 2 Zen 3 cores, two 256-bit FMA pipes each, nominal clock.
+CORES = 2
+NOMINAL_GHZ = 2.445
+FLOPS_PER_CYCLE = {"float64": 16, "float32": 32}  # per core: 2 pipes x FMA (2) x 4 or 8 lanes
+
+SUBJECT = "numba-tiled"
+BASELINE = "numpy"
+
+
+def peak_gflops(dtype: str, cores: int = CORES, ghz: float = NOMINAL_GHZ) -> float:
+    """Theoretical FMA peak in GFLOP/s (78.2 FP64 / 156.5 FP32 for 2 cores at 2.445 GHz).
+
+    The boost clock is above the nominal one, so a kernel can measure above 100%.
+    """
+    return cores * FLOPS_PER_CYCLE[str(dtype)] * ghz
+
+
+@dataclass(frozen=True)
+class Target:
+    """One line of the target table.
+
+    kind "ratio": time(SUBJECT, threads) / time(BASELINE, threads) must be <= limit.
+    kind "speedup": time(SUBJECT, 1 thread) / time(SUBJECT, threads) must be >= limit.
+    """
+
+    case: str
+    N: int
+    K: int
+    M: int
+    dtype: str
+    kind: str
+    limit: float
+    threads: int = 2
+
+    @property
+    def step_flops(self) -> int:
+        return flops("step", self.N, self.K, self.M)
+
+    @property
+    def relation(self) -> str:
+        return "<=" if self.kind == "ratio" else ">="
+
+    @property
+    def measure(self) -> str:
+        if self.kind == "ratio":
+            return f"{SUBJECT}/{BASELINE} step"
+        return f"{SUBJECT} 1/{self.threads}-thread speedup"
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """(numerator, denominator) labels of the two measured kernels."""
+        if self.kind == "ratio":
+            return SUBJECT, BASELINE
+        return f"{SUBJECT}@1t", f"{SUBJECT}@{self.threads}t"
+
+
+def _targets() -> tuple[Target, ...]:
+    out = []
+    for n, limit in ((1024, 1.25), (2048, 1.6)):
+        for dt in ("float32", "float64"):
+            out.append(Target(f"{n}^3", n, n, n, dt, "ratio", limit))
+    for dt in ("float64", "float32"):
+        out.append(Target("book N=100 784->50", 100, 784, 50, dt, "ratio", 0.67))
+        out.append(Target("N=1 784->50", 1, 784, 50, dt, "ratio", 0.67))
+    for dt in ("float32", "float64"):
+        out.append(Target("1024^3", 1024, 1024, 1024, dt, "speedup", 1.8))
+    return tuple(out)
+
+
+TARGETS: tuple[Target, ...] = _targets()
+
+#: --quick leaves out the slowest (2048^3) cases.
+QUICK_SKIP = {"2048^3"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    target: Target
+    value: float  # the measured ratio or speedup
+    passed: bool
+    t_num: float  # median seconds per step of the numerator / denominator kernel
+    t_den: float
+
+    def gflops(self) -> tuple[float, float]:
+        f = self.target.step_flops
+        return (f / self.t_num / 1e9 if self.t_num > 0 else math.nan,
+                f / self.t_den / 1e9 if self.t_den > 0 else math.nan)
+
+    def line(self) -> str:
+        t = self.target
+        g_num, g_den = self.gflops()
+        peak = peak_gflops(t.dtype)
+        a, b = t.labels
+        verdict = "PASS" if self.passed else "MISS"
+        return (f"{t.case:<19} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}  target {t.relation} {t.limit:<5g} "
+                f"{verdict}   {a} {g_num:6.1f} GFLOP/s ({100 * g_num / peak:5.1f}%)  "
+                f"{b} {g_den:6.1f} GFLOP/s ({100 * g_den / peak:5.1f}%)")
+
+
+def evaluate(target: Target, t_num: float, t_den: float) -> Outcome:
+    """Judge median times: for a ratio target t_num is SUBJECT, t_den BASELINE; for a speedup
+    target t_num is the 1-thread time, t_den the multi-thread time."""
+    if not (t_num > 0 and t_den > 0) or math.isnan(t_num) or math.isnan(t_den):
+        return Outcome(target, math.nan, False, t_num, t_den)
+    value = t_num / t_den
+    passed = value <= target.limit if target.kind == "ratio" else value >= target.limit
+    return Outcome(target, value, passed, t_num, t_den)
+
+
+def select(quick: bool = False, cases: list[str] | None = None) -> list[Target]:
+    """The targets to measure: all, less QUICK_SKIP under --quick, or those whose case matches."""
+    chosen = [t for t in TARGETS if not (quick and t.case in QUICK_SKIP)]
+    if cases:
+        chosen = [t for t in chosen if any(c in t.case for c in cases)]
+    return chosen

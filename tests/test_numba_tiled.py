@@ -1,0 +1,122 @@
+"""numba-tiled (issue 6) against the float64 reference, and the target/ratio logic.
+
+Shapes are chosen to cross every boundary of the kernels: tile edges (MR = 6 rows, NR = 8
+or 16 columns), the packing thresholds, the cache blocks (KC, MC) and the serial/parallel
+threshold, with 0 and 1 on every axis; sizes stay moderate so the module runs in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+from affbench import registry
+from affbench.targets import TARGETS, Target, evaluate, peak_gflops, select
+from affbench.verify import check_case, check_exact, make_inputs
+from implementations import numba_tiled as nt
+
+IMPL = registry.get("numba-tiled")
+
+SHAPES = [
+    (0, 5, 3), (4, 0, 3), (3, 5, 0), (0, 0, 0), (1, 1, 1), (1, 7, 1), (1, 784, 50), (1, 300, 67),
+    (2, 3, 40), (5, 1, 7), (7, 13, 1), (6, 8, 16), (7, 9, 17), (13, 31, 19),
+    (100, 784, 50),  # the book's layer: parallel, B and A partly read in place
+    (64, 64, 63), (65, 64, 64),  # around the serial/parallel threshold (64^3)
+    (97, 2 * nt.KC + 3, 33),  # several KC blocks, partial last block
+    (nt.MC + 7, 70, nt.PACK_A_COLS + 5),  # packed A, more than one MC block
+    (nt.PACK_B_ROWS + 1, 37, 29),  # packed B, read-in-place A
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_against_reference(shape, dtype):
+    x, W, b, d = make_inputs(*shape, dtype, seed=sum(shape))
+    bad = [c for c in check_case(IMPL, x, W, b, d, str(shape)) if not c.passed]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 40, 50), (5, 7, 3), (33, 65, 17), (70, 300, 50),
+                                   (130, 257, 41)], ids=lambda s: "x".join(map(str, s)))
+def test_bit_identical_on_integers(shape, dtype):
+    c = check_exact(IMPL, *shape, dtype)
+    assert c.passed, c.detail
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_serial_and_parallel_agree(threads):
+    """The same product through the serial path (1 thread) and the task split (2 threads)."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("Numba pool has one thread")
+    x, W, b, d = make_inputs(90, 130, 70, "float64", seed=3, integers=True)
+    prev = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        y = IMPL.forward(x, W, b)
+        dx, dW, db = IMPL.backward(x, W, d)
+    finally:
+        numba.set_num_threads(prev)
+    np.testing.assert_array_equal(y, x @ W + b)
+    np.testing.assert_array_equal(dx, d @ W.T)
+    np.testing.assert_array_equal(dW, x.T @ d)
+    np.testing.assert_array_equal(db, d.sum(0))
+
+
+def test_task_bounds_cover_output_once():
+    for m, n in ((1, 100), (5, 3), (100, 50), (1024, 1024), (13, 1000)):
+        for T in (1, 2, 3):
+            cover = np.zeros((m, n), dtype=np.int64)
+            for t in range(T):
+                r0, r1, c0, c1 = nt._task_bounds(t, T, m, n, nt.MR, 8)
+                cover[r0:r1, c0:c1] += 1
+            assert (cover == 1).all(), (m, n, T)
+
+
+def test_inputs_untouched_and_outputs_fresh():
+    x, W, b, d = make_inputs(20, 30, 10, "float32")
+    before = [a.copy() for a in (x, W, b, d)]
+    y = IMPL.forward(x, W, b)
+    dx, dW, db = IMPL.backward(x, W, d)
+    for a, c in zip((x, W, b, d), before):
+        np.testing.assert_array_equal(a, c)
+    assert y.dtype == dx.dtype == dW.dtype == db.dtype == np.float32
+
+
+# ----------------------------------------------------------------------- target logic
+def test_evaluate_ratio_and_speedup_with_fake_numbers():
+    ratio = Target("fake", 10, 10, 10, "float64", "ratio", 1.25)
+    assert evaluate(ratio, 1.2, 1.0).passed
+    assert evaluate(ratio, 1.25, 1.0).passed  # the limit itself passes
+    out = evaluate(ratio, 1.3, 1.0)
+    assert not out.passed and math.isclose(out.value, 1.3)
+    speed = Target("fake", 10, 10, 10, "float32", "speedup", 1.8)
+    assert evaluate(speed, 2.0, 1.0).passed  # 1 thread 2.0 s, 2 threads 1.0 s
+    assert not evaluate(speed, 1.5, 1.0).passed
+    assert not evaluate(ratio, 0.0, 1.0).passed and math.isnan(evaluate(ratio, math.nan, 1.0).value)
+
+
+def test_outcome_line_and_gflops():
+    t = Target("1024^3", 1024, 1024, 1024, "float64", "ratio", 1.25)
+    out = evaluate(t, 0.1, 0.08)
+    g_num, g_den = out.gflops()
+    assert math.isclose(g_num, t.step_flops / 0.1 / 1e9)
+    line = out.line()
+    assert "1.250" in line and "MISS" not in line and "PASS" in line and "GFLOP/s" in line and "%" in line
+    assert "MISS" in evaluate(t, 0.2, 0.1).line()
+
+
+def test_peak_and_table():
+    assert math.isclose(peak_gflops("float64"), 2 * 16 * 2.445)
+    assert math.isclose(peak_gflops("float32"), 2 * 32 * 2.445)
+    cases = {(t.case, t.dtype, t.kind): t.limit for t in TARGETS}
+    assert cases[("1024^3", "float32", "ratio")] == 1.25
+    assert cases[("2048^3", "float64", "ratio")] == 1.6
+    assert cases[("book N=100 784->50", "float64", "ratio")] == 0.67
+    assert cases[("N=1 784->50", "float64", "ratio")] == 0.67
+    assert cases[("1024^3", "float64", "speedup")] == 1.8
+    assert all(t.case != "2048^3" for t in select(quick=True))
+    assert {t.case for t in select(cases=["book"])} == {"book N=100 784->50"}
