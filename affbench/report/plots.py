@@ -61,6 +61,23 @@ def _time_axis(ax, values, label: str) -> None:
     ax.set_ylabel(f"{label} ({unit})")
 
 
+def _adjust(fig: Figure, *, left: float, right: float, top: float, bottom: float, wspace: float, hspace: float) -> None:
+    """Fixed margins in inches: much faster than tight_layout, which renders the figure once
+    more to measure it (a report draws dozens of log-axis panels on a small machine)."""
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
+                        wspace=wspace, hspace=hspace)
+
+
+def _no_minor_ticks(ax) -> None:
+    from matplotlib.ticker import NullLocator
+
+    if ax.get_xscale() == "log":
+        ax.xaxis.set_minor_locator(NullLocator())
+    if ax.get_yscale() == "log":
+        ax.yaxis.set_minor_locator(NullLocator())
+
+
 def _pow10(v: float, _pos: Any = None) -> str:
     """Tick label without mathtext (fast): 1e+06 -> '1e6', 1000 -> '1000'."""
     if v <= 0:
@@ -133,14 +150,17 @@ def time_vs_batch(df: pd.DataFrame, pass_: str, path: Path, *, impls: Sequence[s
     styles = style_map(impls)
     layers = _layers(t)
     dtypes = sorted(t["dtype"].unique())
-    nrow, ncol = len(dtypes), len(layers)
+    panels = [(dtype, layer) for dtype in dtypes for layer in layers]
+    ncol = min(4, len(layers))
+    nrow = math.ceil(len(panels) / ncol)
     fig = Figure(figsize=(max(5.0, 3.9 * ncol), 3.4 * nrow + 0.9))
     axes = fig.subplots(nrow, ncol, squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
     log_x = _spans_decades(t["batch"])
     any_extrap = bool(t["extrapolated"].any())
-    for r, dtype in enumerate(dtypes):
-        for c, (k, m) in enumerate(layers):
-            ax = axes[r][c]
+    for idx, (dtype, (k, m)) in enumerate(panels):
+            ax = axes[idx // ncol][idx % ncol]
             sub = t[(t["dtype"] == dtype) & (t["in_features"] == k) & (t["out_features"] == m)]
             for impl in impls:
                 g = sub[sub["impl"] == impl].sort_values("batch")
@@ -157,6 +177,7 @@ def time_vs_batch(df: pd.DataFrame, pass_: str, path: Path, *, impls: Sequence[s
             ax.set_title(f"layer {fmt.layer(k, m)}, {dtype}", fontsize=10)
             ax.set_xlabel("batch size N (rows of x)")
             _time_axis(ax, sub["median_s"], "median time per call")
+            _no_minor_ticks(ax)
             ax.grid(True, which="major", alpha=0.3)
     handles = [Line2D([], [], color=styles[i][0], marker=styles[i][1], label=i + (f" ({other[i]} thr)" if i in other else ""))
                for i in impls if i in set(t["impl"])]
@@ -168,7 +189,7 @@ def time_vs_batch(df: pd.DataFrame, pass_: str, path: Path, *, impls: Sequence[s
     height = fig.get_figheight()
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, bbox_to_anchor=(0.5, 0.05 / height),
                frameon=False)
-    fig.tight_layout(rect=(0, (0.15 + 0.22 * nlines) / height, 1, 0.97))
+    _adjust(fig, left=0.85, right=0.2, top=0.85, bottom=0.8 + 0.22 * nlines, wspace=0.38, hspace=0.5)
     return _save(fig, path)
 
 
@@ -222,7 +243,7 @@ def gflops_vs_size(df: pd.DataFrame, env: Mapping[str, Any], path: Path, *, impl
             ax.xaxis.set_minor_formatter(NullFormatter())
             if ax.get_yscale() == "log":
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-                ax.yaxis.set_minor_formatter(NullFormatter())
+            _no_minor_ticks(ax)
     handles = [Line2D([], [], color=styles[i][0], marker=styles[i][1], linestyle="none",
                       label=i + (f" ({other[i]} thr)" if i in other else "")) for i in impls if i in set(t["impl"])]
     rates = []
@@ -248,7 +269,7 @@ def gflops_vs_size(df: pd.DataFrame, env: Mapping[str, Any], path: Path, *, impl
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8.5, bbox_to_anchor=(0.5, 0.3 / height),
                frameon=False)
     fig.text(0.5, 0.05 / height, note, ha="center", va="bottom", fontsize=8, style="italic", wrap=True)
-    fig.tight_layout(rect=(0, (0.45 + 0.2 * nlines) / height, 1, 0.97))
+    _adjust(fig, left=0.85, right=0.2, top=0.75, bottom=0.95 + 0.2 * nlines, wspace=0.3, hspace=0.45)
     return _save(fig, path)
 
 

@@ -85,11 +85,13 @@ def make_run(
     specials: bool = True,
     env: Mapping[str, Any] | None = None,
     verify: bool = True,
+    serial_single_thread: bool = False,
 ) -> Path:
     """Write a synthetic run directory; return its path.
 
     ``slowdown`` multiplies the times of the named implementations (e.g. {"numba-tiled": 1.2}).
     ``specials`` adds one extrapolated, failed, timeout and skipped case and one noisy case.
+    ``serial_single_thread`` times serial implementations at 1 thread only (as the run engine does).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -104,6 +106,8 @@ def make_run(
                     c = compile_times.get(impl, 0.1) * (1.1 if dtype == "float32" else 1.0)
                     for k, m in layers:
                         for thr in threads:
+                            if serial_single_thread and not MODEL.get(impl, (0, 0, True))[2] and thr != 1:
+                                continue
                             for n in batches:
                                 if impl == "naive" and specials and n * k * m > 2_000_000:
                                     t = model_time(impl, pass_, dtype, n, k, m, thr)
