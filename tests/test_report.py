@@ -57,6 +57,8 @@ def test_every_section_and_figure(built):
     assert "load average rose to 1.4" in md.split("## Environment")[0]
     assert 'class="warning"' in html
     assert "MemoryError: cannot allocate 128 MiB" in md and "exceeded the 60 s case budget" in md
+    # text from the data is literal: 'N*K*M' in an error message does not turn italic
+    assert "(time ~ N*K*M)" in html and "<em>K</em>" not in html
 
 
 def test_results_files_untouched(built):

@@ -43,7 +43,7 @@ def build_report(run_dir: str | Path, baseline: str = "numpy", out_dir: str | Pa
     error (ReportError); otherwise the report is made without speedups and says why.
     Raises results.ResultsError for an unreadable run directory.
     """
-    from . import plots, sections, tables
+    from . import fmt, plots, sections, tables
     from .data import load_run
     from .document import Heading, Para, Warning, to_html, to_markdown
 
@@ -89,7 +89,7 @@ def build_report(run_dir: str | Path, baseline: str = "numpy", out_dir: str | Pa
 
     title = f"affbench report: {run.run_id}"
     blocks: list = [Heading(title, 1),
-                    Para(f"Run directory `{run.directory}` · {len(df)} cases "
+                    Para(f"Run directory `{str(run.directory).replace('`', chr(39))}` · {len(df)} cases "
                          f"({', '.join(f'{n} {s}' for s, n in df['status'].value_counts().items())}) · "
                          f"baseline `{baseline}` · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
                          "from results.csv and env.json")]
@@ -116,7 +116,7 @@ def build_report(run_dir: str | Path, baseline: str = "numpy", out_dir: str | Pa
     md_path, html_path = out / REPORT_MD, out / REPORT_HTML
     _write(md_path, to_markdown(blocks, out))
     _write(html_path, to_html(blocks, title))
-    return ReportPaths(md_path, html_path, figures, warns)
+    return ReportPaths(md_path, html_path, figures, [fmt.plain(w) for w in warns])
 
 
 def _safe(name: str) -> str:

@@ -94,10 +94,18 @@ _INLINE = [
 ]
 
 
+_ESCAPED = {"\\\\": "\x00b", "\\*": "\x00s", "\\`": "\x00t"}
+
+
 def inline_html(text: str) -> str:
-    s = html.escape(str(text), quote=False)
+    s = str(text)
+    for esc, token in _ESCAPED.items():  # literal characters (fmt.lit) are not marks
+        s = s.replace(esc, token)
+    s = html.escape(s, quote=False)
     for pat, rep in _INLINE:
         s = pat.sub(rep, s)
+    for esc, token in _ESCAPED.items():
+        s = s.replace(token, esc[1])
     return s
 
 

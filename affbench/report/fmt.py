@@ -46,3 +46,23 @@ def pvalue(p: Any) -> str:
 
 def layer(k: int, m: int) -> str:
     return f"{k}→{m}"
+
+
+def lit(text) -> str:
+    """Text from the data (an error message, a path, an env value) taken literally in the report:
+    the inline marks ``*`` and backquote are escaped, so 'N*K*M' never turns italic."""
+    return str(text).replace("\\", "\\\\").replace("*", "\\*").replace("`", "\\`")
+
+
+def plain(text: str) -> str:
+    """The inverse of lit, and the inline marks dropped: for a terminal."""
+    out, i, t = [], 0, str(text)
+    while i < len(t):
+        if t[i] == "\\" and i + 1 < len(t) and t[i + 1] in "\\*`":
+            out.append(t[i + 1])
+            i += 2
+            continue
+        if t[i] not in "*`":
+            out.append(t[i])
+        i += 1
+    return "".join(out)

@@ -33,12 +33,12 @@ def warnings_for(run: Run, df: pd.DataFrame, baseline: str, baseline_present: bo
     load = run.env.get("load")
     if isinstance(load, Mapping):
         for w in load.get("warnings") or []:
-            out.append(f"machine load: {w}")
+            out.append(f"machine load: {fmt.lit(w)}")
     vf = run.env.get("verify_failed")
     if vf:
-        out.append(f"verification failed for {', '.join(map(str, vf))}: their times are not trustworthy "
+        out.append(f"verification failed for {fmt.lit(', '.join(map(str, vf)))}: their times are not trustworthy "
                    "(see Verification)")
-    out.extend(run.warnings)
+    out.extend(fmt.lit(w) for w in run.warnings)
     if not baseline_present:
         out.append(f"the baseline `{baseline}` has no timed rows in this run: no speedups or crossovers "
                    "(choose another with --baseline)")
@@ -59,7 +59,7 @@ def environment_blocks(run: Run) -> list[Block]:
     if not rows:
         blocks.append(Para("*No environment recorded (env.json missing or empty).*"))
     else:
-        blocks.append(Table(["", "value"], [[a, b] for a, b in rows]))
+        blocks.append(Table(["", "value"], [[a, fmt.lit(b)] for a, b in rows]))
     return blocks
 
 
@@ -76,7 +76,7 @@ def verification_blocks(run: Run) -> list[Block]:
     blocks.append(Para("Every implementation against the float64 reference before timing; error/tolerance ≤ 1 "
                        "passes (see affbench/verify.py for the tolerance model)."))
     rows = [[r.impl, r.dtype, str(r.checks), ("**" + str(r.failed) + "**") if r.failed else "0",
-             f"{r.worst_ratio:.2g}", "**FAILED**" if r.failed else "passed", r.first_failure or ""]
+             f"{r.worst_ratio:.2g}", "**FAILED**" if r.failed else "passed", fmt.lit(r.first_failure or "")]
             for r in vs.itertuples()]
     blocks.append(Table(["impl", "dtype", "checks", "failed", "worst error / tolerance", "result", "first failure"],
                         rows))
@@ -95,7 +95,7 @@ def pass_blocks(df: pd.DataFrame, pass_: str, baseline: str, figure: Path | None
         pred = bool(r["extrapolated"])
         note = []
         if pred:
-            note.append("extrapolated: " + (r["error"] or "predicted"))
+            note.append("extrapolated: " + fmt.lit(r["error"] or "predicted"))
             marked.add(i)
         if r["noisy"] and not pred:
             note.append(f"noisy (cv {r['cv']:.2f})")
@@ -266,7 +266,7 @@ def extrapolated_blocks(df: pd.DataFrame) -> list[Block]:
             Table(["impl", "pass", "dtype", "N", "K→M", "threads", "predicted median", "predicted GFLOP/s", "based on"],
                   [[r["impl"], r["pass"], r["dtype"], str(r["batch"]), _layer(r), _thr(r["threads"]),
                     _maybe_pred(fmt.seconds(r["median_s"]), True), _maybe_pred(fmt.number(r["gflops"]), True),
-                    r["error"] or "—"] for r in et.to_dict("records")],
+                    fmt.lit(r["error"] or "—")] for r in et.to_dict("records")],
                   caption=EXTRAP_NOTE, marked_rows=set(range(len(et))))]
 
 
@@ -278,13 +278,14 @@ def problem_blocks(df: pd.DataFrame) -> list[Block]:
         return blocks
     blocks.append(Table(["status", "impl", "pass", "dtype", "N", "K→M", "threads", "error"],
                         [[f"**{r['status']}**", r["impl"], r["pass"], r["dtype"], str(r["batch"]), _layer(r),
-                          _thr(r["threads"]), r["error"] or "—"] for r in pt.to_dict("records")]))
+                          _thr(r["threads"]), fmt.lit(r["error"] or "—")] for r in pt.to_dict("records")]))
     return blocks
 
 
 def regenerate_blocks(run: Run) -> list[Block]:
+    d = str(run.directory).replace("`", "'")
     return [Heading("Regenerating and comparing"),
-            Bullets([f"`python -m affbench report {run.directory}` rebuilds this report from results.csv and "
+            Bullets([f"`python -m affbench report {d}` rebuilds this report from results.csv and "
                      "env.json alone (`--baseline IMPL` for another baseline, `--out DIR` to write elsewhere).",
-                     f"`python -m affbench compare {run.directory} OTHER_RUN` compares two runs case by case.",
+                     f"`python -m affbench compare {d} OTHER_RUN` compares two runs case by case.",
                      "reports/README.md explains every column and figure."])]
