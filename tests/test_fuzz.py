@@ -200,8 +200,6 @@ def test_cli_unknown_options_exit_2_without_traceback(opts):
     assert "Traceback" not in err.getvalue() and "unrecognized arguments" in err.getvalue()
 
 
-@pytest.mark.xfail(reason="affbench/commands/options.py: an empty --impl/--dtype value selects nothing; "
-                          "`verify --impl ''` verifies no implementation and reports success")
 def test_cli_empty_impl_value_is_a_usage_error(capsys):
     status = cli.main(["verify", "--impl="])
     assert status == 2

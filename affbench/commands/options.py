@@ -12,16 +12,19 @@ def split_list(values: Sequence[str] | None) -> list[str] | None:
     if not values:
         return None
     out: list[str] = []
-    for v in values:
+    for v in values:  # `--impl ""` gives [] here: refused by choose(), never "check nothing"
         out.extend(part.strip() for part in v.split(",") if part.strip())
     return out
 
 
 def choose(option: str, values: Sequence[str] | None, known: Iterable[str]) -> list[str] | None:
     """Check every value is known; UsageError naming the option and the accepted values."""
+    known = list(known)
     values = split_list(values)
     if values is None:
         return None
+    if not values:
+        raise UsageError(f"{option}: empty value; accepted: {', '.join(known)}")
     known = list(known)
     bad = [v for v in values if v not in known]
     if bad:

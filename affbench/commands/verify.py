@@ -24,7 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", metavar="FILE", help="also write every individual check to FILE")
 
 
-def print_report(report: VerifyReport, file=sys.stdout) -> None:
+def print_report(report: VerifyReport, file=None) -> None:
+    file = file or sys.stdout  # looked up at call time: stdout may be redirected
     print(report.table(), file=file)
     gc = report.gradient_check
     if gc:
