@@ -15,7 +15,8 @@ samples (``samples_s``):
 * a percentile bootstrap 95% interval on the ratio of medians (resampling each run's samples
   with replacement, a fixed seed so the output is reproducible).
 
-A difference is *significant* when p < alpha and the bootstrap interval excludes 1. With
+A difference is *significant* when p < alpha and the bootstrap interval excludes 1. With too
+few samples (3 against 3) no p-value can reach alpha: such cases are "untested", never "same". With
 many cases, about alpha of the unchanged ones still come out "significant" by chance; the
 ``--fail-above`` gate therefore also needs the slowdown to exceed a threshold, which noise of
 a few percent does not reach.
@@ -83,6 +84,14 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def min_p_value(n1: int, n2: int) -> float:
+    """The smallest p-value mann_whitney_u can return for samples of sizes n1 and n2 (complete
+    separation, no ties): below alpha only with enough samples (3 vs 3 gives 0.08)."""
+    if n1 < 1 or n2 < 1:
+        return math.nan
+    return mann_whitney_u(range(n1), range(n1, n1 + n2))[1]
+
+
 def bootstrap_ratio_ci(
     a: Sequence[float], b: Sequence[float], *, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
@@ -122,6 +131,9 @@ class CaseComparison:
     ci_high: float
     p_value: float
     significant: bool
+    #: False when the samples are too few for the test ever to reach alpha (e.g. 3 against 3:
+    #: the smallest two-sided p-value is 0.08); such a case can be neither confirmed nor cleared
+    testable: bool = True
 
     @property
     def impl(self) -> str:
@@ -129,6 +141,8 @@ class CaseComparison:
 
     @property
     def verdict(self) -> str:
+        if not self.testable:
+            return "untested"
         if not self.significant:
             return "same"
         return "slower" if self.ratio > 1 else "faster"
@@ -143,6 +157,9 @@ class Comparison:
     not_comparable: list[tuple[Mapping[str, Any], Mapping[str, Any], str]] = field(default_factory=list)
     env_diff: list[tuple[str, Any, Any]] = field(default_factory=list)
     alpha: float = DEFAULT_ALPHA
+
+    def untested(self) -> list[CaseComparison]:
+        return [c for c in self.cases if not c.testable]
 
     def geomean_by_impl(self) -> dict[str, tuple[float, int, int, int]]:
         """impl -> (geometric mean ratio B/A, cases, significantly slower, significantly faster)."""
@@ -178,13 +195,14 @@ def compare_rows(
             continue
         sa, sb = ra["samples_s"], rb["samples_s"]
         ratio = rb["median_s"] / ra["median_s"] if ra["median_s"] > 0 else math.nan
+        testable = min_p_value(len(sa), len(sb)) < alpha
         if len(sa) >= 2 and len(sb) >= 2:
             _, p = mann_whitney_u(sa, sb)
             lo, hi = bootstrap_ratio_ci(sa, sb, resamples=resamples, seed=zlib.crc32(repr(key).encode()))
         else:
             p, lo, hi = math.nan, math.nan, math.nan
-        significant = bool(p < alpha and not (lo <= 1.0 <= hi))
-        out.cases.append(CaseComparison(key, ra, rb, ratio, lo, hi, p, significant))
+        significant = bool(testable and p < alpha and not (lo <= 1.0 <= hi))
+        out.cases.append(CaseComparison(key, ra, rb, ratio, lo, hi, p, significant, testable))
     out.only_b = [r for k, r in b_by.items() if k not in a_by]
     out.env_diff = env_differences(env_a or {}, env_b or {})
     return out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from affbench import cli
-from affbench.compare import (bootstrap_ratio_ci, compare_rows, env_differences, geometric_mean, mann_whitney_u,
+from affbench.compare import (bootstrap_ratio_ci, compare_rows, env_differences, geometric_mean, mann_whitney_u, min_p_value,
                               parse_threshold)
 from affbench.report.data import load_run
 from helpers.synthetic import make_run
@@ -30,6 +30,11 @@ def test_mann_whitney_matches_reference(a, b, u, p):
     assert got_p == pytest.approx(p, rel=1e-9)
     # symmetric in the order of the samples
     assert mann_whitney_u(b, a)[1] == pytest.approx(p, rel=1e-9)
+
+
+def test_min_p_value():
+    assert min_p_value(3, 3) == pytest.approx(0.08085559837005224)  # 3 vs 3 can never reach 0.05
+    assert min_p_value(5, 5) < 0.05
 
 
 def test_mann_whitney_degenerate():
@@ -135,3 +140,14 @@ def test_compare_bad_input(tmp_path, runs, capsys):
     assert len(err.splitlines()) == 1 and "nope" in err and "no such run directory" in err
     assert cli.main(["compare", str(a), str(a), "--fail-above", "lots"]) == 2
     assert "--fail-above" in capsys.readouterr().err
+
+
+def test_too_few_samples_are_untested_not_same(tmp_path, capsys):
+    small = {**SMALL, "impls": ("numpy", "numba-tiled"), "n_samples": 3}
+    a = make_run(tmp_path / "a", seed=1, **small)
+    b = make_run(tmp_path / "b", seed=2, slowdown={"numba-tiled": 1.5}, **small)
+    cmp = compare_rows(load_run(a).rows, load_run(b).rows)
+    assert cmp.cases and all(c.verdict == "untested" for c in cmp.cases)
+    assert cli.main(["compare", str(a), str(b), "--fail-above", "10%"]) == 0
+    out, err = capsys.readouterr()
+    assert "too few samples" in out and "untested" in err

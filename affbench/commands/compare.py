@@ -52,6 +52,11 @@ def print_comparison(cmp: Comparison, name_a: str, name_b: str, *, changed_only:
     out = out if out is not None else sys.stdout
     print(f"A = {name_a}\nB = {name_b}\nratio = median time B / median time A (> 1: B slower); "
           f"significant: Mann–Whitney p < {cmp.alpha:g} and the bootstrap 95% interval excludes 1\n", file=out)
+    cpu = [(k, a, b) for k, a, b in cmp.env_diff if k.startswith("cpu.")]
+    if cpu:
+        print("NOTE: the runs come from different machines ("
+              + ", ".join(f"{k}: {_short(a, 40)} vs {_short(b, 40)}" for k, a, b in cpu[:2])
+              + "): the ratios measure code and hardware together\n", file=out)
     if cmp.env_diff:
         print("environment differences (env.json):", file=out)
         _table(["key", "A", "B"], [[k, _short(a), _short(b)] for k, a, b in cmp.env_diff], out)
@@ -66,9 +71,15 @@ def print_comparison(cmp: Comparison, name_a: str, name_b: str, *, changed_only:
         _table(["impl", "pass", "dtype", "N", "K→M", "thr", "A median", "B median", "B/A", "95% CI", "p", "verdict"],
                [_case_label(c.a) + [fmt.seconds(c.a["median_s"]), fmt.seconds(c.b["median_s"]), f"{c.ratio:.3f}",
                                     f"{c.ci_low:.3f}–{c.ci_high:.3f}", fmt.pvalue(c.p_value),
-                                    c.verdict.upper() if c.verdict != "same" else "same"]
+                                    c.verdict.upper() if c.verdict in ("slower", "faster") else c.verdict]
                 for c in shown], out)
     print(file=out)
+    untested = cmp.untested()
+    if untested:
+        print(f"WARNING: {len(untested)} case(s) have too few samples for the test to reach p < {cmp.alpha:g} "
+              f"(e.g. {len(untested[0].a['samples_s'])} vs {len(untested[0].b['samples_s'])}); they are marked "
+              "'untested': their ratios are shown but neither confirmed nor cleared. Re-run with more samples.\n",
+              file=out)
 
     geo = cmp.geomean_by_impl()
     if geo:
@@ -116,6 +127,11 @@ def execute(args: argparse.Namespace) -> int:
         print("no case was measured in both runs: nothing to compare", file=sys.stderr)
     if threshold is not None:
         bad = cmp.slowdowns_above(threshold)
+        unsure = [c for c in cmp.untested() if c.ratio > 1.0 + threshold]
+        if unsure:
+            print(f"warning: {len(unsure)} untested case(s) (too few samples) are slower by more than "
+                  f"{threshold:.0%}, e.g. {unsure[0].a['case_id']} ×{unsure[0].ratio:.3f}; not counted by "
+                  "--fail-above", file=sys.stderr)
         if bad:
             print(f"FAIL: {len(bad)} case(s) significantly slower by more than {threshold:.0%}, worst "
                   + ", ".join(f"{c.a['case_id']} ×{c.ratio:.3f}" for c in sorted(bad, key=lambda c: -c.ratio)[:5]),

@@ -4,7 +4,9 @@ For each layer size (K, M), dtype, pass and thread count, the speedup over the b
 s(N) = t_baseline(N) / t_impl(N) is followed along the measured batch sizes. Between two
 neighbouring batch sizes where s crosses 1, the crossover is estimated by interpolating
 log s linearly in log N (times grow roughly like a + b·N, so the log-log curve is smooth
-between measured points). Pure functions on the DataFrame from ``tables.speedups``.
+between measured points). A crossover where the speedup on either side is within the spread
+of the samples (the half IQRs of both times) is flagged ``within_noise``: it may move or vanish
+on a re-run. Pure functions on the DataFrame from ``tables.speedups``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class Crossover:
     speedup_below: float
     speedup_above: float
     predicted: bool  # one of the four times involved was extrapolated
+    #: a speedup on either side is within the spread of the samples (half IQRs): the side
+    #: the implementation falls on there may be noise, and the crossover with it
+    within_noise: bool = False
 
 
 def estimate(n0: float, s0: float, n1: float, s1: float) -> float:
@@ -56,6 +61,7 @@ def find_crossovers(sp: pd.DataFrame) -> list[Crossover]:
         n = g["batch"].to_list()
         s = g["speedup"].to_list()
         x = g["extrapolated"].to_list()
+        spread = g["rel_spread"].fillna(0).to_list() if "rel_spread" in g else [0.0] * len(n)
         for i in range(len(n) - 1):
             win0, win1 = s[i] > 1.0, s[i + 1] > 1.0
             if win0 == win1:
@@ -67,6 +73,7 @@ def find_crossovers(sp: pd.DataFrame) -> list[Crossover]:
                 batch_below=int(n[i]), batch_above=int(n[i + 1]),
                 batch_estimate=estimate(n[i], s[i], n[i + 1], s[i + 1]),
                 speedup_below=float(s[i]), speedup_above=float(s[i + 1]), predicted=bool(x[i] or x[i + 1]),
+                within_noise=any(abs(s[j] - 1.0) <= spread[j] for j in (i, i + 1)),
             ))
     return out
 

@@ -162,13 +162,15 @@ def crossover_blocks(sp: pd.DataFrame, baseline: str, impls: list[str]) -> list[
     blocks.append(Para(f"For each layer size, dtype, pass and thread count: the batch sizes N at which each "
                        f"implementation beats {baseline}, and where that changes. *N≈* is interpolated in log-log "
                        "between the two measured batch sizes around the change (given in brackets, with the "
-                       "speedups there)."))
+                       "speedups there). *(within noise)*: a speedup next to the change is within the spread "
+                       "of the samples, so the crossover may move on a re-run."))
     rows, marked = [], set()
     for i, r in enumerate(ws.to_dict("records")):
         cs = r["crossovers"]
         text = "; ".join(
             f"{c.direction} at N≈{c.batch_estimate:.3g} [{c.batch_below}: {fmt.ratio(c.speedup_below)} → "
             f"{c.batch_above}: {fmt.ratio(c.speedup_above)}]" + (" *(extrapolated)*" if c.predicted else "")
+            + (" *(within noise)*" if c.within_noise else "")
             for c in cs) or "—"
         if any(c.predicted for c in cs):
             marked.add(i)

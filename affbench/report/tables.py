@@ -80,16 +80,20 @@ def speedups(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     N, K, M and thread count): baseline median / impl median. ``extrapolated`` is True when
     either side is a prediction. Empty when the baseline has no timed rows."""
     t = timed(df)
-    base = t[t["impl"] == baseline][SHAPE_COLUMNS + ["median_s", "extrapolated"]]
+    base = t[t["impl"] == baseline][SHAPE_COLUMNS + ["median_s", "iqr_s", "extrapolated"]]
     if base.empty:
-        return pd.DataFrame(columns=["impl", *SHAPE_COLUMNS, "speedup", "extrapolated", "median_s", "base_median_s"])
+        return pd.DataFrame(columns=["impl", *SHAPE_COLUMNS, "speedup", "extrapolated", "median_s", "base_median_s",
+                                     "rel_spread"])
     m = t.merge(base, on=SHAPE_COLUMNS, suffixes=("", "_base"))
     m = m[m["impl"] != baseline]
+    # relative spread of the ratio: half the IQR of each side, relative to its median, added
+    spread = (0.5 * m["iqr_s"] / m["median_s"]).fillna(0) + (0.5 * m["iqr_s_base"] / m["median_s_base"]).fillna(0)
     out = pd.DataFrame({
         "impl": m["impl"], **{c: m[c] for c in SHAPE_COLUMNS},
         "speedup": m["median_s_base"] / m["median_s"],
         "extrapolated": m["extrapolated"] | m["extrapolated_base"],
         "median_s": m["median_s"], "base_median_s": m["median_s_base"],
+        "rel_spread": spread,
     })
     return out.reset_index(drop=True)
 
