@@ -1,0 +1,199 @@
+"""pytest-benchmark integration: thread settings, JIT warm-up, and what the saved JSON records.
+
+``tests/benchmarks/conftest.py`` imports the hook and the fixtures from here (a
+``pytest_plugins`` line is only allowed in the root conftest). A project that wants them
+everywhere can instead load this module with ``-p affbench.pytest_plugin``.
+
+What it adds to pytest-benchmark:
+
+* ``pytest_benchmark_update_machine_info``: Numba and llvmlite versions, Numba's threading
+  layer and thread count, the thread count of the session (``affbench_threads``), and the
+  BLAS (and OpenMP) libraries as ``threadpoolctl.threadpool_info()`` reports them. These keys are read back by
+  :mod:`affbench.pytest_import`, which names them as env.json does.
+* ``pytest_benchmark_update_commit_info``: the pytest command line and the session start time
+  (kept out of machine_info, whose every difference makes ``--benchmark-compare`` warn).
+* ``affbench_threads`` (session fixture): the thread count, set once in process for the whole
+  session, from ``AFFBENCH_THREADS`` or else Numba's pool size (``NUMBA_NUM_THREADS``);
+  ``numba.set_num_threads`` and ``threadpoolctl.threadpool_limits`` (BLAS), both at that count.
+* :func:`pools_for`: per case, the pool a kernel does not use is held at one thread (a Numba
+  kernel runs with BLAS at 1, the BLAS kernel with Numba at 1): on two cores an idle pool
+  measurably slows the other (shared/FACTS.md).
+* ``affbench_warm`` (session fixture): calls each implementation once per dtype before any
+  timing, so JIT compile (or a cache load) never lands in pytest-benchmark's calibration;
+  the seconds it took are kept per (implementation, dtype).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+import pytest
+
+THREADS_ENV = "AFFBENCH_THREADS"
+_BLAS_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
+              "architecture", "filepath")
+
+#: What this session set and saw; the machine-info hook reports it (it runs at session end,
+#: after the session fixtures are torn down, so it must not read the live settings).
+_state: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+# --------------------------------------------------------------------------- threads
+def requested_threads() -> int:
+    """``AFFBENCH_THREADS`` if set (1 .. Numba's pool size), else Numba's pool size."""
+    import numba
+
+    limit = int(numba.config.NUMBA_NUM_THREADS)
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return limit
+    try:
+        n = int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{THREADS_ENV}={raw!r} is not an integer") from None
+    if not 1 <= n <= limit:
+        raise pytest.UsageError(
+            f"{THREADS_ENV}={n} is outside 1..{limit} (Numba's pool size, NUMBA_NUM_THREADS at start-up)")
+    return n
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS and OpenMP libraries loaded in this process (threadpoolctl), trimmed."""
+    from threadpoolctl import threadpool_info
+
+    return [{k: p.get(k) for k in _BLAS_KEYS if k in p} for p in threadpool_info()]
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    counts = [p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts) if counts else 1
+
+
+def threading_layer() -> str:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        return f"not started (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
+
+
+@pytest.fixture(scope="session")
+def affbench_threads() -> Iterator[int]:
+    """Set Numba's and BLAS's thread counts for the whole session; yield the count."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    n = requested_threads()
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)  # also starts Numba's threading layer, so it can be recorded
+    with threadpool_limits(limits=n, user_api="blas"):
+        _state.update(threads=n, numba_num_threads=numba.get_num_threads(), blas_threads=_blas_threads(),
+                      numba_threading_layer=threading_layer(), blas=blas_info())
+        try:
+            yield n
+        finally:
+            numba.set_num_threads(previous)
+
+
+def backend_of(impl: object) -> str:
+    """The thread pool an implementation runs on: 'numba', 'blas' or 'python'."""
+    backend = getattr(impl, "backend", None)
+    if backend in ("numba", "blas", "python"):
+        return backend
+    if getattr(impl, "jit", False):
+        return "numba"
+    return "blas" if getattr(impl, "name", "") == "numpy" else "python"
+
+
+@contextmanager
+def pools_for(impl: object, threads: int) -> Iterator[dict[str, int]]:
+    """Within the body: the implementation's own pool at ``threads``, the other at 1.
+    Yields the counts in effect ({'numba_threads': .., 'blas_threads': ..})."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    backend = backend_of(impl)
+    n_numba = threads if backend == "numba" else 1
+    n_blas = threads if backend == "blas" else 1
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_numba)
+    try:
+        with threadpool_limits(limits=n_blas, user_api="blas"):
+            yield {"numba_threads": numba.get_num_threads(), "blas_threads": _blas_threads()}
+    finally:
+        numba.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- warm-up
+@pytest.fixture(scope="session")
+def affbench_warm(affbench_threads: int) -> Callable[[Any, str], float]:
+    """``warm(impl, dtype)``: the first call of forward and backward for this (implementation,
+    dtype) in the session, on a small input of the same layout. Returns that first call's
+    seconds (the JIT compile or cache load), also on every later call."""
+    import numpy as np
+
+    done: dict[tuple[str, str], float] = {}
+
+    def warm(impl: Any, dtype: str) -> float:
+        key = (impl.name, str(dtype))
+        if key not in done:
+            rng = np.random.default_rng(0)
+            x, W, b, dout = (rng.standard_normal(s).astype(dtype) for s in ((3, 4), (4, 5), (5,), (3, 5)))
+            with pools_for(impl, affbench_threads):
+                start = time.perf_counter()
+                impl.forward(x, W, b)
+                impl.backward(x, W, dout)
+                done[key] = time.perf_counter() - start
+        return done[key]
+
+    return warm
+
+
+# --------------------------------------------------------------------------- hooks
+def runtime_info() -> dict[str, Any]:
+    """The Numba / llvmlite / BLAS facts that go into machine_info (also usable alone).
+
+    pytest-benchmark asks for machine_info twice: at configure time for ``--benchmark-compare``
+    (before any fixture ran) and when saving. Both answers must be equal, or every comparison
+    warns that the machine differs; so the thread counts are the session's settings (recorded
+    by ``affbench_threads`` once it ran, else the ones it will apply), and Numba's threading
+    layer is started here if need be, so that it can be named.
+    """
+    import llvmlite
+    import numba
+    import numpy
+
+    threads = _state.get("threads") or requested_threads()
+    numba.get_num_threads()  # starts Numba's threading layer (the session does so anyway)
+    blas_threads = _state.get("blas_threads", threads)
+    libs = [dict(lib, num_threads=blas_threads) if lib.get("user_api") == "blas" else lib
+            for lib in (_state.get("blas") or blas_info())]
+    return {
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "llvmlite": llvmlite.__version__,
+        "numba_threading_layer": _state.get("numba_threading_layer") or threading_layer(),
+        "numba_num_threads": _state.get("numba_num_threads", threads),
+        "numba_pool_size": int(numba.config.NUMBA_NUM_THREADS),
+        "affbench_threads": threads,
+        "blas": libs,
+        "blas_threads": blas_threads,
+    }
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    machine_info.update(runtime_info())
+
+
+def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict[str, Any]) -> None:
+    args = [str(a) for a in config.invocation_params.args]
+    commit_info["affbench_command"] = shlex.join(["python", "-m", "pytest", *args])
+    commit_info["affbench_started_at"] = _state["started_at"]
