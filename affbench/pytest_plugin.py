@@ -66,7 +66,9 @@ def blas_info() -> list[dict[str, Any]]:
     """The BLAS and OpenMP libraries loaded in this process (threadpoolctl), trimmed."""
     from threadpoolctl import threadpool_info
 
-    return [{k: p.get(k) for k in _BLAS_KEYS if k in p} for p in threadpool_info()]
+    libs = [{k: p.get(k) for k in _BLAS_KEYS if k in p} for p in threadpool_info()]
+    # threadpoolctl lists libraries in load order, which varies: sort, so runs compare equal
+    return sorted(libs, key=lambda lib: (str(lib.get("user_api")), str(lib.get("prefix")), str(lib.get("filepath"))))
 
 
 def _blas_threads() -> int:
