@@ -18,9 +18,10 @@ from .errors import UsageError
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("affbench.commands.list_", "list implementations (with compile options) and presets"),
     "verify": ("affbench.commands.verify", "cross-validate implementations against the float64 reference"),
-    "kernels": ("affbench.commands.kernels", "measure the numba-tiled targets side by side with NumPy"),
+    "run": ("affbench.commands.run", "verify, then time a sweep and write reports/<run-id>/ (the main job)"),
     "report": ("affbench.commands.report", "regenerate plots, report.md and report.html from a results directory"),
     "compare": ("affbench.commands.compare", "compare two runs case by case, with significance tests"),
+    "kernels": ("affbench.commands.kernels", "measure the numba-tiled targets side by side with NumPy"),
 }
 
 DESCRIPTION = """\

@@ -1,10 +1,11 @@
-"""List the registered implementations with their compile options."""
+"""List the registered implementations (with their compile options) and the presets."""
 
 from __future__ import annotations
 
 import argparse
 
 from .. import registry
+from ..sweep import PRESETS
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -18,4 +19,10 @@ def execute(args: argparse.Namespace) -> int:
         opt_text = ", ".join(f"{k}={v}" for k, v in opts.items()) or "-"
         print(f"  {impl.name:<14} {getattr(impl, 'description', '')}")
         print(f"  {'':<14} compile options: {opt_text}")
+    print("\npresets (python -m affbench run --preset NAME):")
+    for name, (about, sweep) in PRESETS.items():
+        layers = " ".join(f"{k}:{m}" for k, m in sweep.layers)
+        print(f"  {name:<8} {about}")
+        print(f"  {'':<8} batch {','.join(map(str, sweep.batches))}; layers {layers}; "
+              f"threads {','.join(map(str, sweep.threads))}; {sweep.plan.budget_s:g} s per case")
     return 0

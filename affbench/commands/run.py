@@ -1,0 +1,126 @@
+"""Verify, then time a sweep of cases and write reports/<run-id>/.
+
+Every axis can be narrowed or widened from the command line or a TOML file (--config, same
+keys as the options: impl, pass, dtype, batch, layer = ["784:50", ...], threads, preset,
+budget, min_samples, max_samples, max_case_s, case_timeout). Command-line options override
+the file, the file overrides the preset.
+
+Writes results.csv (a row per case, appended as cases finish), env.json, verify.csv, run.json
+and the report; reports/latest points at the newest run. Ctrl-C or a kill keeps every
+finished case: --resume DIR completes the run without redoing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .. import registry, runner
+from ..errors import UsageError
+from ..sweep import DTYPES, PASSES, PRESETS, Sweep, load_config, parse_layer, parse_positive_int, parse_threads, preset
+from ..threads import max_threads
+from ..timing import Plan
+from .options import choose, split_list
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    presets = "; ".join(f"{n}: {d}" for n, (d, _) in PRESETS.items())
+    p.add_argument("--preset", default=None, help=f"starting sweep (default: default). {presets}")
+    p.add_argument("--config", metavar="FILE", help="read the sweep from a TOML file")
+    p.add_argument("--impl", action="append", metavar="NAME[,NAME]", help="implementations (default: all registered)")
+    p.add_argument("--pass", dest="passes", action="append", metavar="PASS", help=f"{', '.join(PASSES)}")
+    p.add_argument("--dtype", action="append", metavar="DTYPE", help=f"{', '.join(DTYPES)}")
+    p.add_argument("--batch", action="append", metavar="N[,N]", help="batch sizes (positive integers)")
+    p.add_argument("--layer", action="append", metavar="K:M[,K:M]", help="layer sizes in_features:out_features, e.g. 784:50")
+    p.add_argument("--threads", action="append", metavar="T[,T]", help="thread counts, integers or 'all' (default: 1,all)")
+    p.add_argument("--budget", type=float, metavar="SECONDS", help="sampling time per case")
+    p.add_argument("--max-case-s", type=float, metavar="SECONDS",
+                   help="cases predicted to take longer are extrapolated, not run")
+    p.add_argument("--case-timeout", type=float, metavar="SECONDS",
+                   help="a case running longer is recorded as timed out and the sweep goes on")
+    p.add_argument("--out", metavar="DIR", help="write the run here instead of reports/<run-id>/")
+    p.add_argument("--resume", metavar="DIR", help="complete an interrupted run without redoing finished cases")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-isolate-threads", action="store_true",
+                   help="leave the idle pool (BLAS or Numba) at the case's thread count instead of 1")
+
+
+def _positive_float(option: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option}: {value!r} is not a number") from None
+    if not v > 0 or v == float("inf"):
+        raise UsageError(f"{option}: {value!r} must be a positive number of seconds")
+    return v
+
+
+def _as_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
+    """Preset, then config file, then command line; every value checked before anything runs."""
+    config = load_config(args.config) if args.config else {}
+    name = args.preset or config.get("preset") or "default"
+    sweep = preset(str(name))
+    known_impls = registry.names()
+    limit = max_threads()
+
+    def pick(cli_value, key):
+        if cli_value:
+            return cli_value
+        return _as_list(config[key]) if key in config else None
+
+    changes: dict[str, Any] = {}
+    if (v := choose("--impl", pick(args.impl, "impl"), known_impls)) is not None:
+        changes["impls"] = tuple(v)
+    if (v := choose("--pass", pick(args.passes, "pass"), PASSES)) is not None:
+        changes["passes"] = tuple(v)
+    if (v := choose("--dtype", pick(args.dtype, "dtype"), DTYPES)) is not None:
+        changes["dtypes"] = tuple(v)
+    if (v := split_list(pick(args.batch, "batch"))) is not None:
+        changes["batches"] = tuple(dict.fromkeys(parse_positive_int("--batch", b) for b in v))
+    if (v := split_list(pick(args.layer, "layer"))) is not None:
+        changes["layers"] = tuple(dict.fromkeys(parse_layer(s) for s in v))
+    if (v := split_list(pick(args.threads, "threads"))) is not None:
+        changes["threads"] = tuple(dict.fromkeys(parse_threads(t, limit) for t in v))
+    for key, opt, attr in (("batches", "--batch", "batch"), ("layers", "--layer", "layer"),
+                           ("threads", "--threads", "threads"), ("impls", "--impl", "impl")):
+        if key in changes and not changes[key]:
+            raise UsageError(f"{opt}: no value given")
+    plan = sweep.plan
+    budget = args.budget if args.budget is not None else config.get("budget")
+    if budget is not None:
+        plan = replace(plan, budget_s=_positive_float("--budget", budget))
+    for key in ("min_samples", "max_samples"):
+        if key in config:
+            plan = replace(plan, **{key: parse_positive_int(f"--config {key}", config[key])})
+    if plan.min_samples > plan.max_samples:
+        raise UsageError(f"--config: min_samples {plan.min_samples} > max_samples {plan.max_samples}")
+    changes["plan"] = plan
+    max_case = args.max_case_s if args.max_case_s is not None else config.get("max_case_s")
+    if max_case is not None:
+        changes["max_case_s"] = _positive_float("--max-case-s", max_case)
+    timeout = args.case_timeout if args.case_timeout is not None else config.get("case_timeout")
+    if timeout is not None:
+        changes["case_timeout_s"] = _positive_float("--case-timeout", timeout)
+    return str(name), replace(sweep, **changes)
+
+
+def execute(args: argparse.Namespace) -> int:
+    name, sweep = build_sweep(args)
+    if args.resume and args.out:
+        raise UsageError("--resume and --out: give one (--resume writes into the directory it completes)")
+    options = runner.RunOptions(
+        sweep=sweep, preset=name, out=Path(args.out) if args.out else None,
+        resume=Path(args.resume) if args.resume else None, isolate_threads=not args.no_isolate_threads,
+        report=not args.no_report, progress=not args.no_progress and sys.stderr.isatty(),
+        command=["python", "-m", "affbench", *sys.argv[1:]],
+    )
+    _, status = runner.run(options)
+    return status

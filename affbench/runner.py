@@ -1,0 +1,444 @@
+"""The benchmark engine behind `python -m affbench run`: verify, compile, time, write.
+
+Order of work for one run:
+1. compile every JIT implementation for each dtype, timing the first calls apart (compile_s);
+2. verify the chosen implementations; one that fails is recorded as skipped, never timed;
+3. time the cases, smallest work first; cases doing identical work (same pass, dtype and
+   size) are sampled round-robin side by side; a row is appended and fsynced per case;
+4. record the machine's load at the start and end, and write the report.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import signal
+import sys
+import time
+import tracemalloc
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from . import environment, load, registry, results, threads
+from .errors import UsageError
+from .protocol import available_memory
+from .sweep import Case, Sweep, expand
+from .timing import NOISE_CV_THRESHOLD, Timed, is_noisy, sample_round_robin, summarize
+from .verify import make_inputs, verify
+
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+DEFAULT_ROOT = Path("reports")
+#: Sizes whose first calls are timed as compile time: batch 1, small, and one large enough to
+#: take any parallel or blocked path an adaptive kernel has.
+COMPILE_PROBES = ((1, 16, 16), (16, 16, 16), (256, 256, 256))
+#: Bytes per element of a nested Python list of floats (8-byte pointer + 24-byte float).
+PY_FLOAT_BYTES = 32
+
+
+class CaseTimeout(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class RunOptions:
+    sweep: Sweep
+    preset: str = "default"
+    out: Path | None = None
+    resume: Path | None = None
+    isolate_threads: bool = True
+    report: bool = True
+    progress: bool = True
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+# --------------------------------------------------------------------------- run directory
+def new_run_dir(root: Path, preset: str) -> Path:
+    """A fresh directory; mkdir fails if it exists, so two runs never share one."""
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for n in range(1, 1000):
+        d = root / (f"{stamp}-{preset}" + (f"-{n}" if n > 1 else ""))
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise UsageError(f"could not create a new run directory under {root}")
+
+
+def point_latest(run_dir: Path) -> None:
+    """<root>/latest -> run_dir, replaced atomically."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError:
+        pass  # a filesystem without symlinks: the run itself is unaffected
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    fh = open(run_dir / LOCK_FILE, "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise UsageError(f"{run_dir}: another affbench run is writing this directory") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+@contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    """SIGTERM (and SIGINT) raise Interrupted, so finished rows are closed cleanly."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# --------------------------------------------------------------------------- per-case pieces
+def case_bytes(case: Case, slow: bool) -> int:
+    """Memory one case needs: inputs (x, W, b, dout) and outputs (y, dx, dW, db)."""
+    N, K, M = case.batch, case.in_features, case.out_features
+    elements = 2 * (N * K + K * M + M + N * M)
+    return elements * (PY_FLOAT_BYTES if slow else np.dtype(case.dtype).itemsize)
+
+
+def pass_call(impl: Any, pass_: str, x, W, b, dout) -> Callable[[], object]:
+    if pass_ == "forward":
+        return lambda: impl.forward(x, W, b)
+    if pass_ == "backward":
+        return lambda: impl.backward(x, W, dout)
+    return lambda: (impl.forward(x, W, b), impl.backward(x, W, dout))
+
+
+def peak_memory(call: Callable[[], object]) -> int:
+    """Peak bytes allocated during one call above what was allocated before it.
+
+    tracemalloc sees NumPy's allocations and, in Numba 0.68, Numba's too: its runtime (NRT)
+    allocates through PyMem_RawMalloc, serial and prange code alike (tests/test_runner.py
+    checks this). BLAS's per-thread buffers are allocated once at start-up and not counted.
+    """
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        call()
+        return max(0, tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        if started:
+            tracemalloc.stop()
+
+
+def _on_alarm(signum, frame):  # noqa: ARG001
+    raise CaseTimeout()
+
+
+class CaseClock:
+    """Threads for the case, plus its timeout: cumulative time in the case's calls is capped.
+    A compiled call cannot be interrupted midway; the timeout then fires when it returns."""
+
+    def __init__(self, backend: str, threads_: int, isolate: bool, timeout_s: float | None) -> None:
+        self.backend, self.threads, self.isolate, self.timeout_s = backend, threads_, isolate, timeout_s
+        self.spent = 0.0
+        self.state: threads.ThreadState | None = None
+
+    @contextmanager
+    def context(self) -> Iterator[None]:
+        with threads.threads_for(self.backend, self.threads, self.isolate) as state:
+            self.state = state
+            if self.timeout_s is None:
+                yield
+                return
+            remaining = self.timeout_s - self.spent
+            if remaining <= 0:
+                raise CaseTimeout()
+            old = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+                self.spent += time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- the engine
+class Engine:
+    def __init__(self, options: RunOptions, run_dir: Path, cases: list[Case], impls: dict[str, Any]) -> None:
+        self.o = options
+        self.run_dir = run_dir
+        self.cases = cases
+        self.impls = impls
+        self.compile_s: dict[tuple[str, str], float] = {}
+        self.rates: dict[tuple[str, str, str, int], tuple[float, str]] = {}  # measured GFLOP/s
+        self.counts = {s: 0 for s in results.STATUSES}
+        self.noisy = 0
+        self.log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
+
+    # -- phases ---------------------------------------------------------------------------
+    def compile_all(self, dtypes: Sequence[str]) -> None:
+        """Time the first calls of every JIT implementation apart from any sample."""
+        for name, impl in self.impls.items():
+            if not getattr(impl, "jit", False):
+                continue
+            for dt in dtypes:
+                total = 0.0
+                for N, K, M in COMPILE_PROBES:
+                    x, W, b, dout = make_inputs(N, K, M, dt)
+                    call = pass_call(impl, "step", x, W, b, dout)
+                    backend = threads.backend_of(impl)
+                    with threads.threads_for(backend, threads.max_threads(), self.o.isolate_threads):
+                        t0 = time.perf_counter()
+                        call()
+                        first = time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        call()
+                        second = time.perf_counter() - t0
+                    total += max(0.0, first - second)
+                self.compile_s[(name, dt)] = total
+                self.log(f"compiled {name} {dt} in {total:.2f} s")
+
+    def time_group(self, group: list[Case], write: Callable[[dict[str, Any]], None]) -> None:
+        """Time cases doing identical work side by side (round-robin)."""
+        first = group[0]
+        x, W, b, dout = make_inputs(first.batch, first.in_features, first.out_features, first.dtype, seed=3)
+        avail = available_memory()
+        runnable: list[tuple[Case, Timed, CaseClock]] = []
+        for case in group:
+            impl = self.impls[case.impl]
+            need = case_bytes(case, bool(getattr(impl, "slow", False)))
+            if avail is not None and need > 0.8 * avail:
+                write(self.row(case, "skipped", error=f"needs about {need / 2**30:.1f} GiB, "
+                                                      f"{avail / 2**30:.1f} GiB available"))
+                continue
+            predicted = self.predict(case)
+            if predicted is not None:
+                write(predicted)
+                continue
+            clock = CaseClock(threads.backend_of(impl), case.threads, self.o.isolate_threads, self.o.sweep.case_timeout_s)
+            timed = Timed(call=pass_call(impl, case.pass_, x, W, b, dout), context=clock.context)
+            runnable.append((case, timed, clock))
+        if not runnable:
+            return
+        sample_round_robin([t for _, t, _ in runnable], self.o.sweep.plan)
+        for case, timed, clock in runnable:
+            write(self.finish(case, timed, clock))
+
+    def finish(self, case: Case, timed: Timed, clock: CaseClock) -> dict[str, Any]:
+        if timed.error is not None:
+            if isinstance(timed.error, CaseTimeout):
+                return self.row(case, "timeout", error=f"ran past --case-timeout {self.o.sweep.case_timeout_s:g} s")
+            return self.row(case, "failed", error=f"{type(timed.error).__name__}: {timed.error}")
+        stats = summarize(timed.samples)
+        noisy = is_noisy(stats)
+        self.noisy += noisy
+        try:
+            with clock.context():
+                mem = peak_memory(timed.call)
+        except Exception:  # noqa: BLE001 - memory is secondary; the timing stands
+            mem = None
+        gflops = case.flops / stats.median / 1e9 if stats.median > 0 else math.nan
+        # Predictions use the best rate seen: small sizes are overhead-bound, and a prediction
+        # must not be pessimistic enough to skip a case that would have run in time.
+        key = (case.impl, case.pass_, case.dtype, case.threads)
+        if gflops > self.rates.get(key, (0.0, ""))[0]:
+            self.rates[key] = (gflops, f"N={case.batch} K={case.in_features} M={case.out_features}")
+        state = clock.state
+        return self.row(
+            case, "ok", repeats=timed.repeats, n_samples=stats.n, median_s=stats.median, q1_s=stats.q1,
+            q3_s=stats.q3, iqr_s=stats.iqr, min_s=stats.min, mean_s=stats.mean, std_s=stats.std, cv=stats.cv,
+            noisy=noisy, gflops=gflops, peak_mem_bytes=mem, samples_s=timed.samples,
+            numba_threads=state.numba_threads if state else None,
+            blas_threads=state.blas_threads if state else None,
+        )
+
+    def predict(self, case: Case) -> dict[str, Any] | None:
+        """An extrapolated row when the case would take longer than max_case_s, else None."""
+        known = self.rates.get((case.impl, case.pass_, case.dtype, case.threads))
+        if known is None or not known[0] > 0:
+            return None
+        rate, where = known
+        per_call = case.flops / (rate * 1e9)
+        plan = self.o.sweep.plan
+        calls = plan.warmup_calls + plan.min_samples + 1
+        if per_call * calls <= self.o.sweep.max_case_s:
+            return None
+        return self.row(case, "extrapolated", median_s=per_call, gflops=rate, error=(
+            f"not run: predicted {per_call:.3g} s per call x {calls} calls > max_case_s {self.o.sweep.max_case_s:g} s; "
+            f"from {rate:.3g} GFLOP/s measured at {where}"))
+
+    def row(self, case: Case, status: str, **values: Any) -> dict[str, Any]:
+        self.counts[status] += 1
+        return {
+            "case_id": case.case_id, "impl": case.impl, "pass": case.pass_, "dtype": case.dtype,
+            "batch": case.batch, "in_features": case.in_features, "out_features": case.out_features,
+            "threads": case.threads, "status": status, "flops": case.flops,
+            "compile_s": self.compile_s.get((case.impl, case.dtype)),
+            "finished_at": environment.utc_now(), **values,
+        }
+
+
+# --------------------------------------------------------------------------- entry point
+def _groups(cases: list[Case]) -> list[list[Case]]:
+    groups: dict[tuple, list[Case]] = {}
+    for c in cases:
+        groups.setdefault(c.size_key, []).append(c)
+    return list(groups.values())
+
+
+def _select_impls(sweep: Sweep) -> dict[str, Any]:
+    names = list(sweep.impls) if sweep.impls else registry.names()
+    return {n: registry.get(n) for n in names}
+
+
+def prepare(options: RunOptions) -> tuple[Path, RunOptions]:
+    """The run directory (new, or the one to resume) and the options to run it with."""
+    if options.resume is not None:
+        d = Path(options.resume)
+        meta = d / RUN_FILE
+        if not meta.exists():
+            raise UsageError(f"--resume: {d} is not an affbench run directory (no {RUN_FILE})")
+        try:
+            saved = json.loads(meta.read_text())
+            sweep = Sweep.from_dict(saved["sweep"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"--resume: {meta}: unreadable ({exc})") from None
+        if (d / results.RESULTS_FILE).exists():
+            try:
+                results.read_rows(d)
+            except results.ResultsError as exc:
+                raise UsageError(f"--resume: {exc}") from None
+        return d, RunOptions(sweep=sweep, preset=saved.get("preset", "?"), out=d, resume=d,
+                             isolate_threads=saved.get("isolate_threads", True), report=options.report,
+                             progress=options.progress, command=options.command)
+    if options.out is not None:
+        d = Path(options.out)
+        if d.exists() and any(d.iterdir()):
+            raise UsageError(f"--out: {d} exists and is not empty (results are never overwritten; use --resume to complete it)")
+        d.mkdir(parents=True, exist_ok=True)
+    else:
+        d = new_run_dir(DEFAULT_ROOT, options.preset)
+    (d / RUN_FILE).write_text(json.dumps({"sweep": options.sweep.to_dict(), "preset": options.preset,
+                                          "isolate_threads": options.isolate_threads}, indent=2) + "\n")
+    return d, options
+
+
+def run(options: RunOptions) -> tuple[Path, int]:
+    """Run (or resume) a sweep. Returns the run directory and the exit status."""
+    run_dir, options = prepare(options)
+    if run_dir.parent.resolve() == DEFAULT_ROOT.resolve():
+        point_latest(run_dir)
+    with locked(run_dir), signals_as_exceptions():
+        return run_dir, _run_locked(options, run_dir)
+
+
+def _run_locked(options: RunOptions, run_dir: Path) -> int:
+    from tqdm import tqdm
+
+    sweep = options.sweep
+    impls = _select_impls(sweep)
+    cases = expand(sweep, impls, threads.max_threads())
+    done = results.finished_case_ids(run_dir)
+    todo = [c for c in cases if c.case_id not in done]
+    engine = Engine(options, run_dir, cases, impls)
+    log = engine.log
+    log(f"affbench run: {len(cases)} cases ({len(done)} already done) -> {run_dir}")
+
+    env = environment.collect(options.command)
+    env.update(run_id=run_dir.name, preset=options.preset, schema_version=results.SCHEMA_VERSION,
+               started_at=environment.utc_now(), noise_cv_threshold=NOISE_CV_THRESHOLD,
+               isolate_threads=options.isolate_threads, sweep=sweep.to_dict())
+    results.write_env(run_dir, env)
+    start_load = load.snapshot()
+
+    writer = results.ResultsWriter(run_dir)
+    status = 0
+    try:
+        engine.compile_all(sweep.dtypes if todo else ())
+        report = verify(list(impls), sweep.dtypes, progress=lambda s: log(f"verifying {s} ..."))
+        report.write_csv(run_dir / results.VERIFY_FILE)
+        failed = set(report.failed_impls())
+        if failed:
+            log(f"verification FAILED for {', '.join(sorted(failed))}: not timed (see {run_dir / results.VERIFY_FILE})")
+            status = 1
+        env["verify_failed"] = sorted(failed)
+        env["numba_threading_layer"] = environment.software()["numba_threading_layer"]
+        env["compile_s"] = {f"{k[0]}|{k[1]}": v for k, v in engine.compile_s.items()}
+
+        bar = tqdm(total=len(cases), initial=len(done), unit="case", disable=not options.progress,
+                   dynamic_ncols=True, file=sys.stderr)
+        try:
+            for group in _groups(todo):
+                ok = [c for c in group if c.impl not in failed]
+                for c in group:
+                    if c.impl in failed:
+                        writer.append(engine.row(c, "skipped", error="failed verification (see verify.csv)"))
+                        bar.update(1)
+                if ok:
+                    bar.set_postfix_str(f"{ok[0].pass_} {ok[0].dtype} N={ok[0].batch} "
+                                        f"{ok[0].in_features}->{ok[0].out_features}", refresh=False)
+
+                    def write(row: dict[str, Any]) -> None:
+                        writer.append(row)
+                        bar.update(1)
+
+                    engine.time_group(ok, write)
+        finally:
+            bar.close()
+    except Interrupted as exc:
+        log(f"\ninterrupted by {exc}: {sum(engine.counts.values())} case(s) of this session kept in {run_dir}; "
+            f"finish with: python -m affbench run --resume {run_dir}")
+        return 130 if exc.signum == signal.SIGINT else 128 + exc.signum
+    finally:
+        writer.close()
+        end_load = load.snapshot()
+        measured = engine.counts["ok"]
+        warnings = load.assess(start_load, end_load, environment.usable_cores(), engine.noisy, measured)
+        env.update(finished_at=environment.utc_now(), load={
+            "calibration_start_s": start_load["calibration_s"], "calibration_end_s": end_load["calibration_s"],
+            "loadavg_start": start_load["loadavg"], "loadavg_end": end_load["loadavg"], "warnings": warnings})
+        results.write_env(run_dir, env)
+        for w in warnings:
+            log(f"WARNING: {w}")
+
+    counts = ", ".join(f"{v} {k}" for k, v in engine.counts.items() if v)
+    log(f"done: {counts or 'nothing to do'}; results in {run_dir / results.RESULTS_FILE}")
+    if options.report:
+        try:
+            from .report import build_report
+
+            paths = build_report(run_dir)
+            log(f"report: {getattr(paths, 'markdown', '')} and {getattr(paths, 'html', '')}")
+        except Exception as exc:  # noqa: BLE001 - the results are safe; say why the report is not
+            log(f"report could not be written ({type(exc).__name__}: {exc}); "
+                f"try: python -m affbench report {run_dir}")
+    return status
