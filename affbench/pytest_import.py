@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import __version__, reference, results
+from .timing import NOISE_CV_THRESHOLD
 from .results import ResultsError, ResultsWriter
 
 #: cv above which a case is flagged noisy (the same value as affbench.timing's default).
-NOISE_CV_THRESHOLD = 0.10
 
 #: extra_info key -> param names tried after it (test_affine_bench's parametrization).
 _CASE_KEYS: dict[str, tuple[str, ...]] = {

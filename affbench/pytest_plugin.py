@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from . import threads
+
 THREADS_ENV = "AFFBENCH_THREADS"
 _BLAS_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
               "architecture", "filepath")
@@ -71,13 +73,6 @@ def blas_info() -> list[dict[str, Any]]:
     return sorted(libs, key=lambda lib: (str(lib.get("user_api")), str(lib.get("prefix")), str(lib.get("filepath"))))
 
 
-def _blas_threads() -> int:
-    from threadpoolctl import threadpool_info
-
-    counts = [p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"]
-    return max(counts) if counts else 1
-
-
 def threading_layer() -> str:
     import numba
 
@@ -97,7 +92,7 @@ def affbench_threads() -> Iterator[int]:
     previous = numba.get_num_threads()
     numba.set_num_threads(n)  # also starts Numba's threading layer, so it can be recorded
     with threadpool_limits(limits=n, user_api="blas"):
-        _state.update(threads=n, numba_num_threads=numba.get_num_threads(), blas_threads=_blas_threads(),
+        _state.update(threads=n, numba_num_threads=numba.get_num_threads(), blas_threads=threads.blas_threads(),
                       numba_threading_layer=threading_layer(), blas=blas_info())
         try:
             yield n
@@ -105,33 +100,12 @@ def affbench_threads() -> Iterator[int]:
             numba.set_num_threads(previous)
 
 
-def backend_of(impl: object) -> str:
-    """The thread pool an implementation runs on: 'numba', 'blas' or 'python'."""
-    backend = getattr(impl, "backend", None)
-    if backend in ("numba", "blas", "python"):
-        return backend
-    if getattr(impl, "jit", False):
-        return "numba"
-    return "blas" if getattr(impl, "name", "") == "numpy" else "python"
-
-
 @contextmanager
-def pools_for(impl: object, threads: int) -> Iterator[dict[str, int]]:
-    """Within the body: the implementation's own pool at ``threads``, the other at 1.
-    Yields the counts in effect ({'numba_threads': .., 'blas_threads': ..})."""
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    backend = backend_of(impl)
-    n_numba = threads if backend == "numba" else 1
-    n_blas = threads if backend == "blas" else 1
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n_numba)
-    try:
-        with threadpool_limits(limits=n_blas, user_api="blas"):
-            yield {"numba_threads": numba.get_num_threads(), "blas_threads": _blas_threads()}
-    finally:
-        numba.set_num_threads(previous)
+def pools_for(impl: object, threads_: int) -> Iterator[dict[str, int]]:
+    """Within the body: the implementation's own pool at ``threads_``, the other at 1
+    (affbench.threads.threads_for). Yields the counts in effect."""
+    with threads.threads_for(threads.backend_of(impl), threads_) as state:
+        yield {"numba_threads": state.numba_threads, "blas_threads": state.blas_threads}
 
 
 # --------------------------------------------------------------------------- warm-up

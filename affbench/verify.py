@@ -157,7 +157,7 @@ def normwise_error(got: np.ndarray, ref: np.ndarray, scale: np.ndarray) -> float
     return float(np.max(diff)) / denom
 
 
-def _scales(x, W, b, dout) -> dict[str, tuple[np.ndarray, int]]:
+def error_scales(x, W, b, dout) -> dict[str, tuple[np.ndarray, int]]:
     ax, aW, ab, ad = (np.abs(np.asarray(a, dtype=np.float64)) for a in (x, W, b, dout))
     N, K = ax.shape
     M = aW.shape[1]
@@ -243,7 +243,7 @@ def check_case(impl: AffineImpl, x, W, b, dout, case: str) -> list[Check]:
                 return out
 
     ref = dict(zip(QUANTITIES, (reference.forward(x, W, b), *reference.backward(x, W, dout))))
-    for q, (scale, n) in _scales(x, W, b, dout).items():
+    for q, (scale, n) in error_scales(x, W, b, dout).items():
         err = normwise_error(results[q], ref[q], scale)
         tol = tolerance(dtype, n)
         out.append(Check(name, dt, case, q, err, tol, err <= tol))
@@ -291,7 +291,7 @@ def _check_nd(impl: AffineImpl, dtype: str) -> list[Check]:
                           f"{q} is {what}; expected shape {expected[q]}")]
     x2 = x.reshape(6, -1)
     checks = []
-    scales = _scales(x2, W, b, dout)
+    scales = error_scales(x2, W, b, dout)
     ref = dict(zip(QUANTITIES, (reference.forward(x2, W, b), *reference.backward(x2, W, dout))))
     for q, got in zip(QUANTITIES, (y, dx.reshape(6, -1), layer.dW, layer.db)):
         scale, n = scales[q]

@@ -64,7 +64,7 @@ def affine_inputs():
     def get(N: int, K: int, M: int, dtype: str) -> SimpleNamespace:
         x, W, b, dout = verify.make_inputs(N, K, M, dtype)
         ref = dict(zip(verify.QUANTITIES, (reference.forward(x, W, b), *reference.backward(x, W, dout))))
-        return SimpleNamespace(x=x, W=W, b=b, dout=dout, ref=ref, scales=verify._scales(x, W, b, dout))
+        return SimpleNamespace(x=x, W=W, b=b, dout=dout, ref=ref, scales=verify.error_scales(x, W, b, dout))
 
     return get
 
