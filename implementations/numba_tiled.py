@@ -237,6 +237,7 @@ def _make_ukernel(mr_c: int, nv: int):
 
 
 _ukr_main = _make_ukernel(MR, NV)
+_ukr_rem = _make_ukernel(MR, 1)  # the last column tile when it is at most one vector wide
 _ukr_thin13 = _make_ukernel(1, NV_THIN[0])
 _ukr_thin8 = _make_ukernel(1, NV_THIN[1])
 _ukr_thin4 = _make_ukernel(1, NV_THIN[2])
@@ -376,8 +377,12 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, a
                             aoff = (ic + ir) * lda + pc
                             a_rs = lda
                             a_cs = 1
-                        _ukr_main(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
-                                  C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
+                        if 2 * nr > nr_c:
+                            _ukr_main(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
+                                      C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
+                        else:  # half the work for a narrow last tile (M = 50: 2 of 8 or 16)
+                            _ukr_rem(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
+                                     C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
 
 
 @njit(**_OPTS)
@@ -493,7 +498,7 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
     """
     m, n = C.shape
     nr_c = _nr(C.dtype)
-    pa = ta or n >= PACK_A_COLS
+    pa = n >= PACK_A_COLS
     pb = tb or m >= PACK_B_ROWS
     threads = numba.get_num_threads()
     T = 1 if (threads < 2 or m * n * k < PARALLEL_WORK) else threads
