@@ -36,6 +36,8 @@ def execute(args: argparse.Namespace) -> int:
                              require_baseline=args.baseline is not None)
     except (ResultsError, ReportError) as exc:
         raise UsageError(str(exc)) from None
+    except PermissionError as exc:
+        raise UsageError(f"{exc.filename}: cannot write the report there ({exc.strerror}); use --out") from None
     print(f"wrote {paths.markdown}")
     print(f"wrote {paths.html}")
     print(f"wrote {len(paths.figures)} figure(s) in {paths.markdown.parent / 'figures'}")

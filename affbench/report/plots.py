@@ -184,7 +184,7 @@ def time_vs_batch(df: pd.DataFrame, pass_: str, path: Path, *, impls: Sequence[s
     handles += _legend_extras(any_extrap, band=True)
     thr_text = f"{threads} thread{'s' if threads != 1 else ''}" if threads is not None else ""
     fig.suptitle(f"{pass_} pass: median time per call vs batch size ({thr_text}; lower is better)", fontsize=12)
-    ncol = min(4, len(handles))
+    ncol = max(1, min(4, len(handles), int(fig.get_figwidth() // 2.6)))
     nlines = math.ceil(len(handles) / ncol)
     height = fig.get_figheight()
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, bbox_to_anchor=(0.5, 0.05 / height),
@@ -336,7 +336,7 @@ def speedup_heatmap(sp: pd.DataFrame, impl: str, baseline: str, path: Path, *, t
         cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9)
         ticks = [t for t in range(-int(lim), int(lim) + 1)]
         cb.set_ticks(ticks)
-        cb.set_ticklabels([f"{2.0 ** t:g}×" for t in ticks])
+        cb.set_ticklabels([f"{2.0 ** t:.3g}×" for t in ticks])
         cb.set_label(f"speedup over {baseline} (log scale; >1 = {impl} faster)")
     note = f"{impl} vs {baseline}, {thr} thread{'s' if thr != 1 else ''}; cell = {baseline} time / {impl} time"
     if any_extrap:

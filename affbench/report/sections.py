@@ -43,7 +43,7 @@ def warnings_for(run: Run, df: pd.DataFrame, baseline: str, baseline_present: bo
         out.append(f"the baseline `{baseline}` has no timed rows in this run: no speedups or crossovers "
                    "(choose another with --baseline)")
     n_noisy = int(((df["status"] == "ok") & (df["noisy"] == True)).sum())  # noqa: E712
-    if n_noisy:
+    if n_noisy and not any("noisy" in w for w in out):  # the run may have said so already
         thr = run.env.get("noise_cv_threshold")
         out.append(f"{n_noisy} case(s) are noisy (cv above {thr if thr is not None else 'the noise threshold'}): "
                    "see Noisy cases")

@@ -265,8 +265,8 @@ def env_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:
         if load.get("loadavg_start") is not None or load.get("loadavg_end") is not None:
             parts.append(f"load average {_load(load.get('loadavg_start'))} at start, {_load(load.get('loadavg_end'))} at end")
         if load.get("calibration_start_s") is not None:
-            parts.append(f"calibration loop {load.get('calibration_start_s')} s at start, "
-                         f"{load.get('calibration_end_s')} s at end")
+            parts.append(f"calibration loop {_secs(load.get('calibration_start_s'))} at start, "
+                         f"{_secs(load.get('calibration_end_s'))} at end")
         add("machine load", "; ".join(parts) or None)
     vf = get("verify_failed")
     if vf is not None:
@@ -277,7 +277,15 @@ def env_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _load(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "/".join(f"{x:.2f}" if isinstance(x, (int, float)) else str(x) for x in v)
+    if isinstance(v, (int, float)):
+        return f"{v:.2f}"
     return "?" if v is None else str(v)
+
+
+def _secs(v: Any) -> str:
+    from .fmt import seconds
+
+    return seconds(v) if isinstance(v, (int, float)) else ("?" if v is None else str(v))
 
 
 def _blas_text(b: Mapping[str, Any]) -> str:
