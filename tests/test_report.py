@@ -122,9 +122,12 @@ def test_crossover_pure_functions():
 
 def test_degenerate_run_one_thread_one_batch_no_numba(tmp_path, capsys):
     run = make_run(tmp_path / "r", impls=("numpy",), threads=(1,), batches=(32,), passes=("forward",),
-                   dtypes=("float64",), specials=False, verify=False, env={"peak_gflops": None})
+                   dtypes=("float64",), specials=False, verify=False,
+                   env={"peak_gflops": None, "compile_s": {"numpy|float64": None},  # as the run engine writes them
+                        "load": {"loadavg_start": 1.3896484375, "loadavg_end": 3.08, "warnings": []}})
     assert cli.main(["report", str(run)]) == 0
     md = (run / "report.md").read_text()
+    assert "load average 1.39 at start, 3.08 at end" in md and "## Warnings" not in md
     assert "No thread scaling to show" in md and "No verify.csv" in md
     assert "Theoretical peak unknown" in md
     assert (run / "figures" / "thread_scaling.png").exists()
