@@ -306,11 +306,15 @@ def _pack_b(B, trans, p0, kc, j0, nc, buf, nr_c, db, sum_db):
 
 # ------------------------------------------------------------------------- one task
 @njit(**_OPTS)
-def _task_bounds(t, T, m, n, mr_c, nr_c):
-    """Rows [r0, r1) and columns [c0, c1) of C owned by task t of T (MR/NR aligned)."""
+def _task_bounds(t, T, m, n, mr_c, nr_c, cols=False):
+    """Rows [r0, r1) and columns [c0, c1) of C owned by task t of T (MR/NR aligned).
+
+    cols: split columns when there are enough (the NT product with n > m: each task then
+    transposes only its own part of W while packing, instead of all of it).
+    """
     mp = (m + mr_c - 1) // mr_c
     npn = (n + nr_c - 1) // nr_c
-    if mp >= 2 * T or npn < T:  # split rows
+    if (mp >= 2 * T and not (cols and npn >= 2 * T)) or npn < T:  # split rows
         r0 = min(m, (mp * t // T) * mr_c)
         r1 = min(m, (mp * (t + 1) // T) * mr_c)
         return r0, r1, 0, n
@@ -400,7 +404,7 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz
     if sum_db:
         db[:] = 0
     for t in prange(T):
-        r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c)
+        r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, tb and n > m)
         if r0 < r1 and c0 < c1:
             o = t * (asz + bsz)
             _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k,
@@ -476,6 +480,13 @@ def _row_nt(d, W, dx, zero):
 
 
 @njit(**_OPTS)
+def _row_backward(x, W, d, dx, dW, db):
+    """The whole batch-1 backward in one call (one dispatch from Python instead of two)."""
+    _row_nt(d, W, dx, dx.dtype.type(0))
+    _row_tn(x, d, dW, db)
+
+
+@njit(**_OPTS)
 def _colsum(d, db):
     """db = d.sum(0): only for K == 0, where there is no dW pass to fuse it into."""
     db[:] = 0
@@ -509,7 +520,7 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
         buf = np.empty(asz + bsz, dtype=C.dtype)
         _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c, pa, pb)
     else:
-        mt = _ceil_to(-(-m // T), MR) + MR
+        mt = _ceil_to(-(-m // T), MR) + MR if not (tb and n > m) else _ceil_to(m, MR)  # rows a task may own
         asz = min(MC, _ceil_to(m, MR), mt) * kc if pa else 0
         bsz = kc * min(NC, _ceil_to(n, nr_c)) if pb else 0
         buf = np.empty(T * (asz + bsz), dtype=C.dtype)
@@ -553,8 +564,7 @@ class NumbaTiledAffine(KernelImpl):
             _colsum(dout, db)
             return dx, dW, db
         if N == 1:
-            _row_nt(dout, W, dx, x.dtype.type(0))
-            _row_tn(x, dout, dW, db)
+            _row_backward(x, W, dout, dx, dW, db)
         else:
             _gemm(dout, False, W, True, dx, db, False, db, False, M)  # NT: dx = dout . W^T
             _gemm(x, True, dout, False, dW, db, False, db, True, N)  # TN: dW = x^T . dout, db fused

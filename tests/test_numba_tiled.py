@@ -47,12 +47,16 @@ def test_bit_identical_on_integers(shape, dtype):
     assert c.passed, c.detail
 
 
+@pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("threads", [1, 2])
-def test_serial_and_parallel_agree(threads):
-    """The same product through the serial path (1 thread) and the task split (2 threads)."""
+def test_serial_and_parallel_agree(threads, shape):
+    """The same product through the serial path (1 thread) and the task split (2 threads).
+
+    (70, 300, 50): the NT product (dX) split by columns with packed A blocks of a row count
+    that is not a multiple of MR (the packing buffer must hold the padded rows)."""
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("Numba pool has one thread")
-    x, W, b, d = make_inputs(90, 130, 70, "float64", seed=3, integers=True)
+    x, W, b, d = make_inputs(*shape, "float64", seed=3, integers=True)
     prev = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
@@ -69,11 +73,12 @@ def test_serial_and_parallel_agree(threads):
 def test_task_bounds_cover_output_once():
     for m, n in ((1, 100), (5, 3), (100, 50), (1024, 1024), (13, 1000)):
         for T in (1, 2, 3):
-            cover = np.zeros((m, n), dtype=np.int64)
-            for t in range(T):
-                r0, r1, c0, c1 = nt._task_bounds(t, T, m, n, nt.MR, 8)
-                cover[r0:r1, c0:c1] += 1
-            assert (cover == 1).all(), (m, n, T)
+            for cols in (False, True):
+                cover = np.zeros((m, n), dtype=np.int64)
+                for t in range(T):
+                    r0, r1, c0, c1 = nt._task_bounds(t, T, m, n, nt.MR, 8, cols)
+                    cover[r0:r1, c0:c1] += 1
+                assert (cover == 1).all(), (m, n, T, cols)
 
 
 def test_inputs_untouched_and_outputs_fresh():
