@@ -50,7 +50,7 @@ COLUMNS: dict[str, str] = {
     "noisy": "True when cv exceeds the noise threshold stored in env.json (noise_cv_threshold)",
     "flops": "FLOPs of one call: forward 2NKM+NM, backward 4NKM+NM, step their sum",
     "gflops": "flops / median_s / 1e9 (for extrapolated rows: the predicted rate)",
-    "peak_mem_bytes": "peak bytes allocated during one call above its inputs (NumPy and Numba allocations alike)",
+    "peak_mem_bytes": "peak bytes allocated during one call above its inputs (NumPy and Numba allocations alike); empty for calls slower than 20 ms, which tracemalloc would slow too much",
     "samples_s": "every sample, seconds per call, space-separated (for compare's statistics)",
     "error": "why a case failed, timed out or was skipped; for extrapolated rows, what the prediction was based on",
     "finished_at": "UTC time the case finished (ISO 8601)",

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import environment, load, registry, results, threads
 from .errors import UsageError
-from .protocol import available_memory
+from .protocol import _format_bytes, available_memory
 from .sweep import Case, Sweep, expand
 from .timing import NOISE_CV_THRESHOLD, Timed, is_noisy, sample_round_robin, summarize
 from .verify import make_inputs, verify
@@ -40,13 +40,23 @@ DEFAULT_ROOT = Path("reports")
 COMPILE_PROBES = ((1, 16, 16), (16, 16, 16), (256, 256, 256))
 #: Bytes per element of a nested Python list of floats (8-byte pointer + 24-byte float).
 PY_FLOAT_BYTES = 32
+#: A prediction reaches at most this factor in FLOPs beyond the case it rests on: a rate
+#: measured on a tiny, overhead-bound case says little about one 10^4 times larger.
+MAX_EXTRAPOLATION = 1000.0
+#: tracemalloc slows the allocation of Python objects 10-50x: calls slower than this are
+#: not traced (their peak_mem_bytes stays empty).
+MAX_TRACED_CALL_S = 0.02
 
 
 class CaseTimeout(Exception):
     pass
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT. A BaseException, like KeyboardInterrupt: the ``except Exception``
+    that records a failing case (timing, verify, peak memory) must not record the signal as
+    that case's error and carry on with the sweep."""
+
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
@@ -199,7 +209,8 @@ class Engine:
         self.cases = cases
         self.impls = impls
         self.compile_s: dict[tuple[str, str], float] = {}
-        self.rates: dict[tuple[str, str, str, int], tuple[float, str]] = {}  # measured GFLOP/s
+        # best measured GFLOP/s per (impl, pass, dtype, threads), the FLOPs and the size it was seen at
+        self.rates: dict[tuple[str, str, str, int], tuple[float, int, str]] = {}
         self.counts = {s: 0 for s in results.STATUSES}
         self.noisy = 0
         self.log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
@@ -237,8 +248,8 @@ class Engine:
             impl = self.impls[case.impl]
             need = case_bytes(case, bool(getattr(impl, "slow", False)))
             if avail is not None and need > 0.8 * avail:
-                write(self.row(case, "skipped", error=f"needs about {need / 2**30:.1f} GiB, "
-                                                      f"{avail / 2**30:.1f} GiB available"))
+                write(self.row(case, "skipped", error=f"not enough memory: needs about {_format_bytes(need)}, "
+                                                      f"{_format_bytes(avail)} available"))
                 continue
             predicted = self.predict(case)
             if predicted is not None:
@@ -261,17 +272,19 @@ class Engine:
         stats = summarize(timed.samples)
         noisy = is_noisy(stats)
         self.noisy += noisy
-        try:
-            with clock.context():
-                mem = peak_memory(timed.call)
-        except Exception:  # noqa: BLE001 - memory is secondary; the timing stands
-            mem = None
+        mem = None
+        if stats.median <= MAX_TRACED_CALL_S:
+            try:
+                with clock.context():
+                    mem = peak_memory(timed.call)
+            except Exception:  # noqa: BLE001 - memory is secondary; the timing stands
+                mem = None
         gflops = case.flops / stats.median / 1e9 if stats.median > 0 else math.nan
         # Predictions use the best rate seen: small sizes are overhead-bound, and a prediction
         # must not be pessimistic enough to skip a case that would have run in time.
         key = (case.impl, case.pass_, case.dtype, case.threads)
-        if gflops > self.rates.get(key, (0.0, ""))[0]:
-            self.rates[key] = (gflops, f"N={case.batch} K={case.in_features} M={case.out_features}")
+        if gflops > self.rates.get(key, (0.0, 0, ""))[0]:
+            self.rates[key] = (gflops, case.flops, f"N={case.batch} K={case.in_features} M={case.out_features}")
         state = clock.state
         return self.row(
             case, "ok", repeats=timed.repeats, n_samples=stats.n, median_s=stats.median, q1_s=stats.q1,
@@ -284,9 +297,9 @@ class Engine:
     def predict(self, case: Case) -> dict[str, Any] | None:
         """An extrapolated row when the case would take longer than max_case_s, else None."""
         known = self.rates.get((case.impl, case.pass_, case.dtype, case.threads))
-        if known is None or not known[0] > 0:
+        if known is None or not known[0] > 0 or case.flops > MAX_EXTRAPOLATION * known[1]:
             return None
-        rate, where = known
+        rate, _, where = known
         per_call = case.flops / (rate * 1e9)
         plan = self.o.sweep.plan
         calls = plan.warmup_calls + plan.min_samples + 1
@@ -332,7 +345,10 @@ def prepare(options: RunOptions) -> tuple[Path, RunOptions]:
             sweep = Sweep.from_dict(saved["sweep"])
         except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"--resume: {meta}: unreadable ({exc})") from None
-        if (d / results.RESULTS_FILE).exists():
+        csv_path = d / results.RESULTS_FILE
+        if csv_path.exists() and b"\n" not in csv_path.read_bytes()[:65536]:
+            csv_path.unlink()  # killed before its header was complete: no case had finished
+        if csv_path.exists():
             try:
                 results.read_rows(d)
             except results.ResultsError as exc:
@@ -425,7 +441,10 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
         warnings = load.assess(start_load, end_load, environment.usable_cores(), engine.noisy, measured)
         env.update(finished_at=environment.utc_now(), load={
             "calibration_start_s": start_load["calibration_s"], "calibration_end_s": end_load["calibration_s"],
-            "loadavg_start": start_load["loadavg"], "loadavg_end": end_load["loadavg"], "warnings": warnings})
+            "loadavg_start": start_load["loadavg"], "loadavg_end": end_load["loadavg"],
+            "background_cores_start": start_load.get("background_cores"),
+            "background_cores_end": end_load.get("background_cores"),
+            "background_cores_run": load.run_background_cores(start_load, end_load), "warnings": warnings})
         results.write_env(run_dir, env)
         for w in warnings:
             log(f"WARNING: {w}")
