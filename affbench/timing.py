@@ -119,7 +119,7 @@ def calibrate(call: Callable[[], object], clock: Clock, min_sample_s: float, max
         if total >= min_sample_s or repeats >= max_repeats:
             return repeats
         if total <= 0:
-            repeats *= 10
+            repeats = min(max_repeats, repeats * 10)
         else:  # aim 20% past the target, at least double
             repeats = min(max_repeats, max(2 * repeats, math.ceil(repeats * 1.2 * min_sample_s / total)))
 
