@@ -1,0 +1,162 @@
+"""`python -m affbench run` option checking: every bad value exits 2 with one clear line on
+stderr that names the option and what it accepts, no traceback, and nothing written.
+
+Runs in-process through affbench.cli.main with the working directory set to tmp_path, so a
+mistaken run could only ever write under tmp_path (and the test would see it).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from affbench import cli, registry
+from affbench.commands import run as run_cmd
+from affbench.sweep import PRESETS
+from affbench.threads import max_threads
+
+GOOD = ["--impl", "numpy", "--pass", "forward", "--dtype", "float64", "--batch", "1", "--layer", "8:4",
+        "--threads", "1", "--budget", "0.01", "--no-report", "--no-progress"]
+
+
+def with_option(option: str, value: str) -> list[str]:
+    """GOOD with ``option`` set to ``value`` (replacing its good value, or added)."""
+    args = list(GOOD)
+    if option in args:
+        args[args.index(option) + 1] = value
+    else:
+        args += [option, value]
+    return args
+
+
+def run_bad(tmp_path, monkeypatch, capsys, args: list[str]) -> str:
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    rc = cli.main(["run", *args, "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert rc == 2, captured.err
+    assert "Traceback" not in captured.err and "Traceback" not in captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("affbench run: error: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "something was written"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "reports").exists()
+    return lines[0]
+
+
+IMPLS = ", ".join(registry.names())
+
+#: (option, bad value, text the message must contain: the accepted values or their form)
+BAD_VALUES = [
+    ("--impl", "fast", f"accepted: {IMPLS}"),
+    ("--impl", "numpy,nope", "'nope'"),
+    ("--impl", ",", "accepted:"),
+    ("--pass", "sideways", "accepted: forward, backward, step"),
+    ("--dtype", "float16", "accepted: float32, float64"),
+    ("--dtype", "float64,int8", "'int8'"),
+    ("--preset", "huge", f"accepted: {', '.join(PRESETS)}"),
+    ("--layer", "784x50", "K:M with two positive integers"),
+    ("--layer", "784:", "K:M with two positive integers"),
+    ("--layer", "0:5", "must be positive"),
+    ("--layer", "a:b", "K:M with two positive integers"),
+    ("--layer", "8:4,1:2:3", "K:M"),
+    ("--batch", "0", "positive integer"),
+    ("--batch", "-1", "positive integer"),
+    ("--batch", "1.5", "positive integer"),
+    ("--batch", "abc", "positive integer"),
+    ("--batch", "1,,0", "positive integer"),
+    ("--threads", "0", "positive integer"),
+    ("--threads", "99", f"accepted: 1..{max_threads()} or 'all'"),
+    ("--threads", "many", "positive integer"),
+    ("--budget", "-1", "positive number of seconds"),
+    ("--budget", "0", "positive number of seconds"),
+    ("--budget", "inf", "positive number of seconds"),
+    ("--max-case-s", "-2", "positive number of seconds"),
+    ("--case-timeout", "0", "positive number of seconds"),
+]
+
+
+@pytest.mark.parametrize("option, value, accepted", BAD_VALUES,
+                         ids=[f"{o}={v}" for o, v, _ in BAD_VALUES])
+def test_bad_value_is_one_line_naming_the_option(tmp_path, monkeypatch, capsys, option, value, accepted):
+    line = run_bad(tmp_path, monkeypatch, capsys, with_option(option, value))
+    assert f"error: {option}:" in line
+    assert accepted in line
+
+
+@pytest.mark.parametrize("option", ["--impl", "--batch", "--layer", "--threads", "--dtype", "--pass"])
+def test_empty_value_is_refused(tmp_path, monkeypatch, capsys, option):
+    line = run_bad(tmp_path, monkeypatch, capsys, with_option(option, ""))
+    assert f"error: {option}:" in line
+
+
+def test_missing_config(tmp_path, monkeypatch, capsys):
+    line = run_bad(tmp_path, monkeypatch, capsys, ["--config", "nope.toml", *GOOD])
+    assert "--config: nope.toml: no such file" in line
+
+
+def test_bad_toml_config(tmp_path, monkeypatch, capsys):
+    (tmp_path / "bad.toml").write_text("batch = [1, 2\nimpl = 'numpy'\n")
+    line = run_bad(tmp_path, monkeypatch, capsys, ["--config", "bad.toml", *GOOD])
+    assert "--config: bad.toml: cannot read it as TOML" in line
+
+
+def test_unreadable_config(tmp_path, monkeypatch, capsys):
+    (tmp_path / "adir.toml").mkdir()
+    line = run_bad(tmp_path, monkeypatch, capsys, ["--config", "adir.toml", *GOOD])
+    assert "--config: adir.toml:" in line
+
+
+def test_unknown_config_key(tmp_path, monkeypatch, capsys):
+    (tmp_path / "typo.toml").write_text("batches = [1]\n")
+    line = run_bad(tmp_path, monkeypatch, capsys, ["--config", "typo.toml", *GOOD])
+    assert "--config: typo.toml: unknown key(s) batches; accepted:" in line
+    assert "batch" in line.split("accepted:")[1]
+
+
+@pytest.mark.parametrize("body, option", [
+    ("batch = [0]\n", "--batch"),
+    ('layer = ["784x50"]\n', "--layer"),
+    ('impl = ["fast"]\n', "--impl"),
+    ("threads = [99]\n", "--threads"),
+    ("budget = -1\n", "--budget"),
+    ('budget = "soon"\n', "--budget"),
+    ("min_samples = 0\n", "--config min_samples"),
+    ("min_samples = 9\nmax_samples = 3\n", "--config: min_samples 9 > max_samples 3"),
+])
+def test_bad_values_in_a_config_file(tmp_path, monkeypatch, capsys, body, option):
+    (tmp_path / "sweep.toml").write_text(body)
+    args = [a for a in GOOD]
+    for opt in ("--impl", "--batch", "--layer", "--threads", "--budget"):  # let the file speak
+        i = args.index(opt)
+        del args[i:i + 2]
+    line = run_bad(tmp_path, monkeypatch, capsys, ["--config", "sweep.toml", *args])
+    assert option in line
+
+
+def test_config_then_command_line_override_the_preset(tmp_path):
+    (tmp_path / "sweep.toml").write_text('preset = "quick"\nbatch = [2, 3]\nlayer = ["8:4"]\nbudget = 0.5\n'
+                                         "min_samples = 2\nmax_samples = 4\ncase_timeout = 9\n")
+    parser = argparse.ArgumentParser()
+    run_cmd.configure(parser)
+    args = parser.parse_args(["--config", str(tmp_path / "sweep.toml"), "--batch", "7", "--impl", "numpy"])
+    name, sweep = run_cmd.build_sweep(args)
+    quick = PRESETS["quick"][1]
+    assert name == "quick"
+    assert sweep.batches == (7,)  # command line over the file
+    assert sweep.layers == ((8, 4),) and sweep.plan.budget_s == 0.5  # file over the preset
+    assert (sweep.plan.min_samples, sweep.plan.max_samples, sweep.case_timeout_s) == (2, 4, 9.0)
+    assert sweep.dtypes == quick.dtypes and sweep.max_case_s == quick.max_case_s  # preset where neither says
+    assert sweep.impls == ("numpy",)
+
+
+def test_argparse_level_mistakes_exit_2_without_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "--budget", "soon"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--budget" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,574 @@
+"""The benchmark engine end to end: a real run's files, interruption (SIGTERM, kill -9) and
+resume, the run lock, extrapolation, memory measurement and limits, failing and timed-out
+cases, and the noisy-machine warning (issues 3 and 7).
+
+Runs are tiny (sizes like 8x4, budgets of 10 ms) so the whole module takes seconds. The
+interruption tests need a real process to signal; everything else runs in-process.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+from affbench import cli, load, registry, results, runner
+from affbench.protocol import KernelImpl
+from affbench.results import COLUMNS, STATUSES, read_rows
+from affbench.sweep import Case, Sweep, expand
+from affbench.threads import max_threads
+from affbench.timing import Plan
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--impl", "numpy,numba-serial", "--pass", "forward", "--dtype", "float64", "--batch", "1,4",
+        "--layer", "8:4", "--threads", "1", "--no-report", "--no-progress", "--budget", "0.01"]
+#: 32 cases of a few milliseconds each: long enough (a few seconds) to be interrupted mid-run
+LONG = ["--impl", "naive,numpy", "--pass", "forward", "--dtype", "float64", "--batch", "1,2,3,4,5,6,7,8",
+        "--layer", "8:4,16:8", "--threads", "1", "--no-report", "--no-progress", "--budget", "0.05"]
+
+
+def affbench_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "affbench", "run", *args]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def expected_case_ids(run_dir: Path) -> set[str]:
+    sweep = Sweep.from_dict(json.loads((run_dir / runner.RUN_FILE).read_text())["sweep"])
+    impls = {n: registry.get(n) for n in sweep.impls}
+    return {c.case_id for c in expand(sweep, impls, max_threads())}
+
+
+def csv_rows(run_dir: Path) -> int:
+    try:
+        data = (run_dir / results.RESULTS_FILE).read_bytes()
+    except FileNotFoundError:
+        return 0
+    return max(0, data.count(b"\n") - 1)
+
+
+def wait_for_rows(proc: subprocess.Popen, run_dir: Path, n: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = csv_rows(run_dir)
+        if rows >= n:
+            return rows
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (rc {proc.returncode}) before {n} rows were written")
+        time.sleep(0.01)
+    pytest.fail(f"no {n} rows in {timeout} s")
+
+
+def check_complete(run_dir: Path, before: list[dict]) -> list[dict]:
+    """Every case exactly once, the rows finished before the interruption kept unchanged."""
+    loaded = read_rows(run_dir)
+    assert not loaded.dropped_torn_line
+    ids = [r["case_id"] for r in loaded.rows]
+    assert len(ids) == len(set(ids)), "a case was written twice"
+    assert set(ids) == expected_case_ids(run_dir), "a case is missing"
+    kept = {r["case_id"]: r for r in loaded.rows}
+    for r in before:
+        assert kept[r["case_id"]]["median_s"] == r["median_s"]
+        assert kept[r["case_id"]]["finished_at"] == r["finished_at"]
+    assert loaded.rows[: len(before)] == before  # appended after them, never rewritten
+    return loaded.rows
+
+
+# --------------------------------------------------------------------------- a real run
+def test_tiny_run_writes_the_documented_files(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(affbench_cmd(*TINY, "--out", str(out)), cwd=tmp_path, env=child_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert {p.name for p in out.iterdir()} >= {"results.csv", "env.json", "verify.csv", "run.json"}
+
+    with open(out / "results.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header == list(COLUMNS)
+    rows = read_rows(out).rows
+    assert sorted(r["case_id"] for r in rows) == sorted(
+        f"{impl}|forward|float64|{n}|8|4|1" for impl in ("numpy", "numba-serial") for n in (1, 4))
+    for r in rows:
+        assert r["status"] == "ok" and r["status"] in STATUSES
+        assert r["schema_version"] == results.SCHEMA_VERSION
+        assert r["repeats"] >= 1 and r["n_samples"] >= 3 and len(r["samples_s"]) == r["n_samples"]
+        assert 0 < r["min_s"] <= r["q1_s"] <= r["median_s"] <= r["q3_s"]
+        assert r["iqr_s"] == pytest.approx(r["q3_s"] - r["q1_s"])
+        assert r["median_s"] == pytest.approx(float(np.median(r["samples_s"])))
+        assert r["gflops"] == pytest.approx(r["flops"] / r["median_s"] / 1e9)
+        assert r["flops"] == 2 * r["batch"] * 8 * 4 + r["batch"] * 4
+        assert r["numba_threads"] == 1 and r["blas_threads"] == 1
+        assert r["peak_mem_bytes"] is not None and r["peak_mem_bytes"] >= 0
+        assert r["error"] == "" and r["finished_at"]
+        if r["impl"] == "numba-serial":
+            assert r["compile_s"] >= 0  # timed apart from the samples
+        else:
+            assert np.isnan(r["compile_s"])
+
+    env = json.loads((out / "env.json").read_text())
+    for key in ("cpu", "numba", "blas", "git_commit", "command", "load", "numpy", "started_at", "finished_at",
+                "sweep", "noise_cv_threshold", "compile_s", "verify_failed"):
+        assert key in env, key
+    assert env["cpu"]["logical_cores"] >= 1
+    assert env["numba"] == numba.__version__
+    assert isinstance(env["blas"], list)
+    assert "run" in env["command"] and "--impl numpy,numba-serial" in env["command"]
+    assert env["git_commit"] is None or len(env["git_commit"].split("-")[0]) == 40
+    assert env["verify_failed"] == []
+    loadinfo = env["load"]
+    for key in ("calibration_start_s", "calibration_end_s", "loadavg_start", "loadavg_end",
+                "background_cores_start", "background_cores_end", "background_cores_run", "warnings"):
+        assert key in loadinfo, key
+    assert loadinfo["calibration_start_s"] > 0 and isinstance(loadinfo["warnings"], list)
+
+    with open(out / "verify.csv", newline="") as fh:
+        checks = list(csv.DictReader(fh))
+    assert {c["impl"] for c in checks} == {"numpy", "numba-serial"}
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["sweep"]["impls"] == ["numpy", "numba-serial"]
+    assert not (tmp_path / "reports").exists()  # --out: nothing under reports/
+
+
+# --------------------------------------------------------------------------- interruption and resume
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "kill-9"])
+def test_interrupted_run_resumes_without_losing_or_repeating_a_case(tmp_path, monkeypatch, capsys, sig):
+    out = tmp_path / "run"
+    log = open(tmp_path / "stderr.txt", "w+")
+    proc = subprocess.Popen(affbench_cmd(*LONG, "--out", str(out)), cwd=tmp_path, env=child_env(),
+                            stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_for_rows(proc, out, 3)
+        time.sleep(0.04)  # into the next group's sampling (each group samples for ~0.1 s)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log.seek(0)
+    stderr = log.read()
+    log.close()
+    total = len(expected_case_ids(out))
+    before = read_rows(out)  # the file parses after the interruption
+    assert 3 <= len(before.rows) < total, "the run was not interrupted in the middle"
+    assert all(r["status"] == "ok" for r in before.rows), [r["error"] for r in before.rows]
+    if sig == signal.SIGTERM:
+        assert rc == 128 + signal.SIGTERM, stderr
+        assert "interrupted by SIGTERM" in stderr and f"--resume {out}" in stderr
+        assert "Traceback" not in stderr
+        assert not before.dropped_torn_line
+    else:
+        assert rc == -signal.SIGKILL
+        # a kill can land in the middle of a write: simulate that torn last line
+        with open(out / results.RESULTS_FILE, "ab") as fh:
+            fh.write(b"1,naive|forward|float64|8|16|8|1,naive,forw")
+        assert read_rows(out).dropped_torn_line
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["run", "--resume", str(out), "--no-report", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"({len(before.rows)} already done)" in err
+    check_complete(out, before.rows)
+
+
+def test_resume_refused_while_another_process_holds_the_lock(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    runner.prepare(runner.RunOptions(sweep=Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",),
+                                                 batches=(1,), layers=((8, 4),), threads=(1,)), out=out))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         "f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+         str(out / runner.LOCK_FILE)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.chdir(tmp_path)
+        rc = cli.main(["run", "--resume", str(out), "--no-report", "--no-progress"])
+        err = capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 2
+    assert err.strip().splitlines() == [f"affbench run: error: {out}: another affbench run is writing this directory"]
+    assert not (out / results.RESULTS_FILE).exists() and not (out / results.ENV_FILE).exists()
+
+
+def test_resume_checks_its_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["run", "--resume", str(tmp_path / "empty")]) == 2
+    assert "is not an affbench run directory" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / runner.RUN_FILE).write_text("{not json")
+    assert cli.main(["run", "--resume", str(bad)]) == 2
+    assert "unreadable" in capsys.readouterr().err
+    assert cli.main(["run", "--resume", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "--resume and --out" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "empty"]
+
+
+def test_resume_after_a_kill_before_the_header_was_complete(tmp_path):
+    """kill -9 between creating results.csv and finishing its header: nothing had finished."""
+    out = tmp_path / "run"
+    opts = runner.RunOptions(sweep=Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",),
+                                         batches=(1,), layers=((8, 4),), threads=(1,)), out=out)
+    runner.prepare(opts)
+    (out / results.RESULTS_FILE).write_bytes(b"schema_version,case_id,im")
+    d, resumed = runner.prepare(runner.RunOptions(sweep=Sweep(), resume=out))
+    assert d == out and resumed.sweep == opts.sweep
+    assert not (out / results.RESULTS_FILE).exists()
+
+
+def test_out_must_be_new_or_empty(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert cli.main(["run", *TINY, "--out", str(out)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+# --------------------------------------------------------------------------- extrapolation
+def engine_for(sweep: Sweep, tmp_path: Path) -> runner.Engine:
+    return runner.Engine(runner.RunOptions(sweep=sweep, report=False, progress=False), tmp_path, [], {})
+
+
+def test_predict_from_a_seeded_rate():
+    sweep = Sweep(max_case_s=1.0, plan=Plan(warmup_calls=1, min_samples=5))
+    engine = engine_for(sweep, Path("."))
+    basis = Case("naive", "forward", "float64", 1, 64, 64, 1)
+    key = ("naive", "forward", "float64", 1)
+    engine.rates[key] = (0.01, basis.flops, "N=1 K=64 M=64")
+    big = Case("naive", "forward", "float64", 100, 784, 50, 1)
+    row = engine.predict(big)
+    per_call = big.flops / 0.01e9  # 0.78 s per call; x 7 calls = 5.5 s > 1 s
+    assert row is not None
+    assert row["status"] == "extrapolated" and row["case_id"] == big.case_id
+    assert row["median_s"] == pytest.approx(per_call)
+    assert row["gflops"] == 0.01
+    assert "predicted" in row["error"] and "x 7 calls > max_case_s 1 s" in row["error"]
+    assert "from 0.01 GFLOP/s measured at N=1 K=64 M=64" in row["error"]
+    assert engine.counts["extrapolated"] == 1
+
+    # small enough to run: no prediction; another thread count or pass: nothing known
+    assert engine.predict(Case("naive", "forward", "float64", 1, 8, 4, 1)) is None
+    assert engine.predict(Case("naive", "forward", "float64", 100, 784, 50, 2)) is None
+    assert engine.predict(Case("naive", "backward", "float64", 100, 784, 50, 1)) is None
+    # too far beyond its basis (more than MAX_EXTRAPOLATION x its FLOPs): measured, not guessed
+    engine.rates[key] = (0.01, big.flops / runner.MAX_EXTRAPOLATION / 2, "N=1 K=8 M=4")
+    assert engine.predict(big) is None
+    # exactly at the limit still runs
+    edge = Case("naive", "forward", "float64", 1, 8, 4, 1)
+    engine.rates[key] = (edge.flops * 7 / 1e9, edge.flops, "N=1")
+    assert engine.predict(edge) is None
+
+
+def test_rates_keep_the_best_measured_rate(tmp_path):
+    """finish() feeds predict(): the best GFLOP/s seen per (impl, pass, dtype, threads)."""
+    from affbench.timing import Timed
+
+    engine = engine_for(Sweep(), tmp_path)
+    clock = runner.CaseClock("python", 1, True, None)
+    small = Case("numpy", "forward", "float64", 1, 8, 4, 1)
+    bigger = Case("numpy", "forward", "float64", 4, 8, 4, 1)
+    engine.finish(small, Timed(call=lambda: None, repeats=1, samples=[1e-6, 1e-6]), clock)
+    assert engine.rates[("numpy", "forward", "float64", 1)] == (small.flops / 1e-6 / 1e9, small.flops, "N=1 K=8 M=4")
+    engine.finish(bigger, Timed(call=lambda: None, repeats=1, samples=[1e-6]), clock)  # faster: replaces
+    assert engine.rates[("numpy", "forward", "float64", 1)][2] == "N=4 K=8 M=4"
+    engine.finish(small, Timed(call=lambda: None, repeats=1, samples=[1e-3]), clock)  # slower: kept out
+    assert engine.rates[("numpy", "forward", "float64", 1)][2] == "N=4 K=8 M=4"
+
+
+def test_extrapolation_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    rc = cli.main(["run", "--impl", "naive", "--pass", "forward", "--dtype", "float64", "--batch", "1,64",
+                   "--layer", "64:64", "--threads", "1", "--max-case-s", "0.005", "--budget", "0.01",
+                   "--out", str(out), "--no-report", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    rows = {r["batch"]: r for r in read_rows(out).rows}
+    assert rows[1]["status"] == "ok"
+    big = rows[64]
+    assert big["status"] == "extrapolated"
+    assert "measured at N=1 K=64 M=64" in big["error"] and "max_case_s 0.005 s" in big["error"]
+    assert big["gflops"] == pytest.approx(rows[1]["gflops"])  # the only (so the best) measured rate
+    assert big["median_s"] == pytest.approx(big["flops"] / (big["gflops"] * 1e9))
+    assert big["n_samples"] is None and big["samples_s"] == []
+
+
+# --------------------------------------------------------------------------- memory
+@numba.njit
+def _njit_alloc(n):
+    a = np.empty(n)
+    for i in range(n):
+        a[i] = i
+    return a[n - 1]
+
+
+@numba.njit(parallel=True)
+def _prange_alloc(n, m):
+    s = np.zeros(m)
+    for i in numba.prange(m):
+        a = np.empty(n)  # allocated by each worker thread, inside the parallel loop
+        for j in range(n):
+            a[j] = i + j
+        s[i] = a[n - 1] + a[0]
+    return s.sum()
+
+
+def test_peak_memory_sees_numpy_njit_and_prange_allocations():
+    n = 1_000_000  # 8 MB of float64
+    _njit_alloc(10), _prange_alloc(10, 2)  # compile outside the measurement
+    assert not tracemalloc.is_tracing()
+    assert runner.peak_memory(lambda: np.ones(n).sum()) >= 8 * n
+    assert runner.peak_memory(lambda: _njit_alloc(n)) >= 8 * n
+    assert runner.peak_memory(lambda: _prange_alloc(n, 4)) >= 8 * n
+    assert runner.peak_memory(lambda: None) < 4096
+    assert runner.peak_memory(lambda: _njit_alloc(1000)) < 8 * n // 100  # sizes, not noise
+    assert not tracemalloc.is_tracing()  # left as it was
+
+
+def test_a_case_too_big_for_free_memory_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "available_memory", lambda: 1000)
+    sweep = Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",), batches=(4,), layers=((8, 4),),
+                  threads=(1,), plan=Plan(min_samples=2, max_samples=2, budget_s=0.001))
+    cases = [Case("numpy", "forward", "float64", 4, 8, 4, 1)]
+    engine = runner.Engine(runner.RunOptions(sweep=sweep), tmp_path, cases, {"numpy": registry.get("numpy")})
+    rows: list[dict] = []
+    engine.time_group(cases, rows.append)
+    assert [r["status"] for r in rows] == ["skipped"]
+    need = runner.case_bytes(cases[0], slow=False)
+    assert rows[0]["error"] == f"not enough memory: needs about {need / 1024:.1f} KiB, 1000 B available"
+
+    monkeypatch.setattr(runner, "available_memory", lambda: None)  # unknown: run it
+    rows.clear()
+    engine.time_group(cases, rows.append)
+    assert [r["status"] for r in rows] == ["ok"]
+
+
+# --------------------------------------------------------------------------- failing and slow cases
+class RaisesForOneShape(KernelImpl):
+    name = "test-raises"
+    description = "test only: correct, but raises for N=3, K=8"
+
+    def _forward(self, x, W, b):
+        if x.shape[0] == 3 and x.shape[1] == 8:
+            raise ValueError("cannot do N=3 K=8")
+        return x @ W + b
+
+    def _backward(self, x, W, dout):
+        return dout @ W.T, x.T @ dout, dout.sum(axis=0)
+
+
+class SlowForOneShape(KernelImpl):
+    name = "test-slow"
+    description = "test only: correct, but a pure-Python busy loop of 1.5 s for N=3, K=8"
+    slow = True
+
+    def _forward(self, x, W, b):
+        if x.shape[0] == 3 and x.shape[1] == 8:
+            end = time.perf_counter() + 1.5  # bounded: a broken timeout fails the test, never hangs it
+            while time.perf_counter() < end:
+                pass
+        return x @ W + b
+
+    def _backward(self, x, W, dout):
+        return dout @ W.T, x.T @ dout, dout.sum(axis=0)
+
+
+@pytest.fixture
+def faulty_impls():
+    for cls in (RaisesForOneShape, SlowForOneShape):
+        registry.register(cls, replace=True)
+    yield
+    for cls in (RaisesForOneShape, SlowForOneShape):
+        registry.unregister(cls.name)
+
+
+def test_a_raising_case_fails_a_slow_one_times_out_and_the_sweep_goes_on(tmp_path, faulty_impls, capsys):
+    sweep = Sweep(impls=("test-raises", "test-slow", "numpy"), passes=("forward",), dtypes=("float64",),
+                  batches=(1, 3, 5), layers=((8, 4),), threads=(1,),
+                  plan=Plan(min_samples=3, max_samples=5, budget_s=0.01), max_case_s=100.0, case_timeout_s=0.3)
+    t0 = time.perf_counter()
+    run_dir, status = runner.run(runner.RunOptions(sweep=sweep, out=tmp_path / "run", report=False, progress=False))
+    elapsed = time.perf_counter() - t0
+    assert status == 0
+    rows = {(r["impl"], r["batch"]): r for r in read_rows(run_dir).rows}
+    assert len(rows) == 9
+    failed = rows[("test-raises", 3)]
+    assert failed["status"] == "failed" and failed["error"] == "ValueError: cannot do N=3 K=8"
+    timed_out = rows[("test-slow", 3)]
+    assert timed_out["status"] == "timeout" and timed_out["error"] == "ran past --case-timeout 0.3 s"
+    assert np.isnan(timed_out["median_s"]) and np.isnan(failed["median_s"])
+    others = {k: r["status"] for k, r in rows.items() if k not in {("test-raises", 3), ("test-slow", 3)}}
+    assert set(others.values()) == {"ok"}, others  # including N=5, timed after the failures
+    assert elapsed < 20  # the 1.5 s call was cut at 0.3 s, not sampled
+    err = capsys.readouterr().err
+    assert "done: 7 ok, 1 failed, 1 timeout" in err
+
+
+def test_a_case_that_fails_verification_is_skipped_not_timed(tmp_path, capsys):
+    class WrongBias(KernelImpl):
+        name = "test-wrong"
+
+        def _forward(self, x, W, b):
+            return x @ W
+
+        def _backward(self, x, W, dout):
+            return dout @ W.T, x.T @ dout, dout.sum(axis=0)
+
+    registry.register(WrongBias, replace=True)
+    try:
+        sweep = Sweep(impls=("test-wrong",), passes=("forward",), dtypes=("float64",), batches=(2,),
+                      layers=((8, 4),), threads=(1,), plan=Plan(min_samples=2, max_samples=2, budget_s=0.001))
+        run_dir, status = runner.run(runner.RunOptions(sweep=sweep, out=tmp_path / "run", report=False,
+                                                       progress=False))
+    finally:
+        registry.unregister("test-wrong")
+    assert status == 1
+    (row,) = read_rows(run_dir).rows
+    assert row["status"] == "skipped" and "failed verification" in row["error"]
+    assert json.loads((run_dir / "env.json").read_text())["verify_failed"] == ["test-wrong"]
+    assert "verification FAILED for test-wrong" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- noisy machine
+BURNER = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def test_a_run_under_background_load_carries_the_noisy_machine_warning(tmp_path, monkeypatch, capsys):
+    burners = [subprocess.Popen([sys.executable, "-c", BURNER]) for _ in range(2)]
+    try:
+        time.sleep(0.3)  # let them start burning
+        monkeypatch.chdir(tmp_path)
+        out = tmp_path / "run"
+        rc = cli.main(["run", "--impl", "numpy", "--pass", "forward", "--dtype", "float64", "--batch", "1,4",
+                       "--layer", "8:4", "--threads", "1", "--budget", "0.01", "--out", str(out),
+                       "--no-report", "--no-progress"])
+    finally:
+        for b in burners:
+            b.kill()
+        for b in burners:
+            b.wait()
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    loadinfo = json.loads((out / "env.json").read_text())["load"]
+    assert loadinfo["warnings"], loadinfo
+    cores = len(os.sched_getaffinity(0))
+    # two busy neighbours are seen at once, whatever the (lagging) load average says
+    assert loadinfo["background_cores_start"] > load.BACKGROUND_PER_CORE_LIMIT * cores, loadinfo
+    assert any("other processes used" in w for w in loadinfo["warnings"])
+    assert "WARNING: " in err
+    for w in loadinfo["warnings"]:
+        assert f"WARNING: {w}" in err  # the terminal shows every warning the report will
+
+
+def test_the_report_shows_the_load_warnings(tmp_path):
+    from affbench.report.sections import warnings_for
+    from affbench.report.data import load_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with results.ResultsWriter(out) as w:
+        w.append({"case_id": "numpy|forward|float64|1|8|4|1", "impl": "numpy", "pass": "forward",
+                  "dtype": "float64", "batch": 1, "in_features": 8, "out_features": 4, "threads": 1,
+                  "status": "ok", "median_s": 1e-5, "samples_s": [1e-5]})
+    results.write_env(out, {"load": {"warnings": ["other processes used 1.50 of 2 cores on average during the run"]}})
+    run = load_run(out)
+    shown = warnings_for(run, results.load_frame(out), "numpy", True)
+    assert any("other processes used 1.50 of 2 cores" in w for w in shown)
+
+
+# --------------------------------------------------------------------------- load.assess
+def snap(calibration=1e-4, loadavg=0.1, background=0.0, busy=100.0, own=10.0, wall=1000.0):
+    return {"calibration_s": calibration, "loadavg": loadavg, "at": 0.0, "background_cores": background,
+            "counters": {"busy_s": busy, "own_s": own, "wall_s": wall}}
+
+
+def test_assess_quiet_machine_has_no_warnings():
+    start = snap()
+    end = snap(calibration=1.1e-4, busy=110.0, own=19.0, wall=1010.0)  # others: 1 s in 10 s = 0.1 core
+    assert load.assess(start, end, cores=2, noisy_cases=1, measured_cases=10) == []
+    assert load.run_background_cores(start, end) == pytest.approx(0.1)
+
+
+def test_assess_load_average():
+    w = load.assess(snap(loadavg=1.5), snap(loadavg=0.2, wall=1010, busy=100, own=10), cores=2)
+    assert len(w) == 1 and "load average 1.50 at the start" in w[0]
+    w = load.assess(snap(), snap(loadavg=3.0, wall=1010, busy=100, own=10), cores=4)
+    assert len(w) == 1 and "at the end" in w[0] and "4 cores" in w[0]
+
+
+@pytest.mark.parametrize("ratio, warned", [(1.5, True), (0.6, True), (1.2, False), (0.8, False)])
+def test_assess_calibration_drift(ratio, warned):
+    w = load.assess(snap(calibration=1e-4), snap(calibration=ratio * 1e-4, wall=1010, busy=100, own=10), cores=2)
+    assert bool(w) == warned
+    if warned:
+        assert f"{ratio - 1:+.0%} slower" in w[0]
+
+
+def test_assess_background_cpu_in_the_snapshots_and_over_the_run():
+    w = load.assess(snap(background=1.3), snap(background=0.0, wall=1010, busy=100, own=10), cores=2)
+    assert w == ["other processes used 1.30 of 2 cores while the calibration kernel ran at the start of the run"]
+    w = load.assess(snap(), snap(background=0.7, wall=1010, busy=100, own=10), cores=2)
+    assert len(w) == 1 and "at the end of the run" in w[0]
+    assert load.assess(snap(), snap(background=0.4, wall=1010, busy=100, own=10), cores=2) == []
+    # over the run: 20 s busy, 5 s of it ours, in 10 s: others averaged 1.5 cores
+    w = load.assess(snap(), snap(busy=120.0, own=15.0, wall=1010.0), cores=2)
+    assert w == ["other processes used 1.50 of 2 cores on average during the run"]
+
+
+def test_assess_noisy_share():
+    quiet_end = snap(wall=1010, busy=100, own=10)
+    assert load.assess(snap(), quiet_end, cores=2, noisy_cases=3, measured_cases=10) == [
+        "3 of 10 measured cases are noisy (coefficient of variation above the threshold)"]
+    assert load.assess(snap(), quiet_end, cores=2, noisy_cases=2, measured_cases=10) == []
+    assert load.assess(snap(), quiet_end, cores=2, noisy_cases=0, measured_cases=0) == []
+
+
+def test_assess_partial_and_old_snapshots():
+    assert load.assess(snap(loadavg=9.0), None, cores=2)[0].startswith("load average 9.00 at the start")
+    old = {"calibration_s": 1e-4, "loadavg": None, "at": 0.0}  # no counters (no /proc/stat)
+    assert load.assess(old, dict(old, calibration_s=3e-4), cores=2) == [
+        "the calibration kernel ran +200% slower at the end than at the start: the machine's speed changed during the run"]
+    assert load.assess({}, {}, cores=2) == []
+
+
+def test_background_cores_arithmetic():
+    a = {"busy_s": 10.0, "own_s": 1.0, "wall_s": 0.0}
+    assert load.background_cores(a, {"busy_s": 14.0, "own_s": 2.0, "wall_s": 2.0}) == pytest.approx(1.5)
+    assert load.background_cores(a, {"busy_s": 10.0, "own_s": 3.0, "wall_s": 2.0}) == 0.0  # clipped, never negative
+    assert load.background_cores(a, dict(a)) is None  # no time passed
+    assert load.background_cores(None, a) is None and load.background_cores(a, None) is None
+
+
+def test_cpu_counters_on_this_machine():
+    c = load.cpu_counters()
+    if not Path("/proc/stat").exists():
+        assert c is None
+        return
+    assert c["busy_s"] > 0 and c["own_s"] > 0
+    t_end = time.process_time() + 0.05
+    while time.process_time() < t_end:  # burn 50 ms of our own CPU: not background
+        pass
+    c2 = load.cpu_counters()
+    assert c2["own_s"] - c["own_s"] >= 0.04
+    assert c2["busy_s"] >= c["busy_s"]

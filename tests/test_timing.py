@@ -1,0 +1,278 @@
+"""affbench.timing: statistics on known samples, and the sampling loops driven by a fake clock.
+
+The fake clock only moves when a fake call runs (by that call's cost), so every repeat count,
+sample and stopping decision is exact and the tests take no real time.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from affbench.timing import (NOISE_CV_THRESHOLD, Plan, Stats, Timed, calibrate, clock_resolution, is_noisy,
+                             sample_round_robin, summarize, take_sample)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.t
+
+
+class FakeCase:
+    """A case whose call costs ``cost`` fake seconds; it can be made to raise from call ``fail_at`` on."""
+
+    def __init__(self, clock: FakeClock, name: str, cost: float, log: list[str],
+                 fail_at: int | None = None, fail_in_context: bool = False) -> None:
+        self.clock, self.name, self.cost, self.log = clock, name, cost, log
+        self.fail_at, self.fail_in_context = fail_at, fail_in_context
+        self.calls = 0
+        self.timed = Timed(call=self.call, context=self.context)
+
+    def call(self) -> None:
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise RuntimeError(f"{self.name} broke at call {self.calls}")
+        self.clock.t += self.cost
+
+    @contextmanager
+    def context(self):
+        self.log.append(self.name)  # entered once for warm-up + calibration, then once per sample
+        yield
+
+
+# --------------------------------------------------------------------------- summarize
+def test_summarize_known_samples():
+    s = summarize([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert s.n == 5
+    assert s.median == 3.0
+    assert (s.q1, s.q3, s.iqr) == (2.0, 4.0, 2.0)
+    assert s.min == 1.0 and s.mean == 3.0
+    assert s.std == pytest.approx(math.sqrt(2.5))  # sample std, ddof=1
+    assert s.cv == pytest.approx(math.sqrt(2.5) / 3.0)
+
+
+def test_summarize_even_count_interpolates_quartiles():
+    s = summarize([1.0, 2.0, 3.0, 4.0])
+    assert s.median == 2.5
+    assert s.q1 == pytest.approx(1.75) and s.q3 == pytest.approx(3.25)
+    assert s.iqr == pytest.approx(1.5)
+    assert s.std == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+
+
+def test_summarize_single_and_constant_samples():
+    one = summarize([2e-6])
+    assert (one.n, one.median, one.q1, one.q3, one.iqr, one.std, one.cv) == (1, 2e-6, 2e-6, 2e-6, 0.0, 0.0, 0.0)
+    flat = summarize([3.0] * 7)
+    assert flat.std == 0.0 and flat.cv == 0.0 and flat.iqr == 0.0
+
+
+def test_summarize_zero_mean_gives_nan_cv_and_empty_raises():
+    assert math.isnan(summarize([0.0, 0.0]).cv)
+    with pytest.raises(ValueError, match="at least one sample"):
+        summarize([])
+
+
+# --------------------------------------------------------------------------- is_noisy
+def _stats(cv: float, n: int = 10) -> Stats:
+    return Stats(n=n, median=1.0, q1=1.0, q3=1.0, iqr=0.0, min=1.0, mean=1.0, std=cv, cv=cv)
+
+
+def test_is_noisy_threshold():
+    assert NOISE_CV_THRESHOLD == 0.10
+    assert is_noisy(_stats(0.1001))
+    assert not is_noisy(_stats(0.10))  # strictly above the threshold
+    assert not is_noisy(_stats(0.05))
+    assert not is_noisy(_stats(0.5, n=1))  # one sample says nothing about spread
+    assert is_noisy(_stats(0.06), threshold=0.05)
+    assert not is_noisy(_stats(math.nan))
+
+
+def test_is_noisy_on_real_samples():
+    assert not is_noisy(summarize([1.00, 1.01, 0.99, 1.00, 1.02]))
+    assert is_noisy(summarize([1.0, 1.0, 1.0, 1.0, 2.0]))
+
+
+# --------------------------------------------------------------------------- take_sample / calibrate
+def test_take_sample_is_time_per_call_with_gc_paused():
+    clock = FakeClock()
+    seen = []
+
+    def call():
+        seen.append(gc.isenabled())
+        clock.t += 0.5
+
+    assert gc.isenabled()
+    assert take_sample(call, 4, clock) == 0.5
+    assert seen == [False] * 4  # a collection must not land inside a sample
+    assert gc.isenabled()
+
+
+def test_calibrate_reaches_min_sample_s_without_overshooting():
+    clock, log = FakeClock(), []
+    case = FakeCase(clock, "A", 1e-5, log)
+    repeats = calibrate(case.call, clock, min_sample_s=1e-3)
+    assert repeats * 1e-5 >= 1e-3
+    assert repeats <= math.ceil(1.2 * 1e-3 / 1e-5)  # aims 20% past the target, no more
+    assert case.calls == 1 + repeats  # one trial sample of 1 call, then one of `repeats`
+
+
+@pytest.mark.parametrize("cost", [1e-8, 3e-7, 1e-6, 2.5e-4, 9e-4])
+def test_calibrate_sample_lasts_at_least_min_sample_s(cost):
+    clock, log = FakeClock(), []
+    case = FakeCase(clock, "A", cost, log)
+    repeats = calibrate(case.call, clock, min_sample_s=1e-3)
+    assert repeats * cost >= 1e-3 * (1 - 1e-9)
+    assert repeats * cost <= 2.5e-3  # never wildly past the target
+
+
+def test_calibrate_slow_call_needs_one_repeat():
+    clock, log = FakeClock(), []
+    case = FakeCase(clock, "A", 0.01, log)
+    assert calibrate(case.call, clock, min_sample_s=1e-3) == 1
+    assert case.calls == 1
+
+
+def test_calibrate_clock_that_never_moves_stops_at_max_repeats():
+    clock = FakeClock()
+    calls = []
+    repeats = calibrate(lambda: calls.append(1), clock, min_sample_s=1e-3, max_repeats=500)
+    assert repeats == 500
+    assert len(calls) <= 1 + 10 + 100 + 500  # never a sample of more than max_repeats calls
+
+
+def test_clock_resolution_sees_the_smallest_step():
+    state = {"t": 0.0, "n": 0}
+
+    def clock():
+        state["n"] += 1
+        if state["n"] % 3 == 0:  # the clock moves every third read, by 1 µs
+            state["t"] += 1e-6
+        return state["t"]
+
+    assert clock_resolution(clock, tries=20) == pytest.approx(1e-6)
+
+
+# --------------------------------------------------------------------------- sample_round_robin
+def _cases(clock, costs, log, **kw):
+    return [FakeCase(clock, name, cost, log, **kw.get(name, {})) for name, cost in costs.items()]
+
+
+def test_round_robin_order_and_exact_samples():
+    clock, log = FakeClock(), []
+    cases = _cases(clock, {"A": 1e-5, "B": 2e-5, "C": 4e-6}, log)
+    plan = Plan(min_sample_s=1e-3, warmup_calls=2, min_samples=3, max_samples=6, budget_s=1.0)
+    sample_round_robin([c.timed for c in cases], plan, clock)
+    # warm-up + calibration once per case, in order; then one sample per case per round
+    assert log[:3] == ["A", "B", "C"]
+    assert log[3:] == ["A", "B", "C"] * 6
+    for c in cases:
+        t = c.timed
+        assert t.error is None
+        assert t.repeats * c.cost >= plan.min_sample_s
+        assert len(t.samples) == 6  # budget never ran out: max_samples stops it
+        assert t.samples == pytest.approx([c.cost] * 6)
+        # 2 warm-up calls + calibration (1 + repeats) + 6 samples of `repeats`
+        assert c.calls == 2 + 1 + t.repeats + 6 * t.repeats
+
+
+def test_round_robin_stops_when_the_shared_budget_is_spent():
+    clock, log = FakeClock(), []
+    cases = _cases(clock, {"A": 1e-5, "B": 1e-5, "C": 1e-5}, log)
+    plan = Plan(min_sample_s=1e-3, warmup_calls=1, min_samples=2, max_samples=1000, budget_s=0.01)
+    sample_round_robin([c.timed for c in cases], plan, clock)
+    repeats = cases[0].timed.repeats
+    round_s = 3 * repeats * 1e-5
+    expected_rounds = math.ceil(3 * plan.budget_s / round_s - 1e-9)  # budget is budget_s per case, shared
+    counts = {len(c.timed.samples) for c in cases}
+    assert len(counts) == 1  # round-robin: every case gets the same number
+    n = counts.pop()
+    assert expected_rounds <= n <= expected_rounds + 1
+    assert plan.min_samples < n < plan.max_samples
+
+
+def test_round_robin_takes_min_samples_even_past_the_budget():
+    clock, log = FakeClock(), []
+    cases = _cases(clock, {"A": 0.05, "B": 0.2}, log)  # each sample is far beyond the budget
+    plan = Plan(min_sample_s=1e-3, warmup_calls=1, min_samples=4, max_samples=50, budget_s=1e-6)
+    sample_round_robin([c.timed for c in cases], plan, clock)
+    assert [len(c.timed.samples) for c in cases] == [4, 4]
+    assert [c.timed.repeats for c in cases] == [1, 1]
+
+
+def test_round_robin_max_samples_per_case():
+    clock, log = FakeClock(), []
+    cases = _cases(clock, {"A": 1e-4, "B": 1e-4}, log)
+    plan = Plan(min_sample_s=1e-3, warmup_calls=0, min_samples=1, max_samples=7, budget_s=1e9)
+    sample_round_robin([c.timed for c in cases], plan, clock)
+    assert [len(c.timed.samples) for c in cases] == [7, 7]
+
+
+def test_round_robin_a_case_that_raises_is_dropped_and_the_others_go_on():
+    clock, log = FakeClock(), []
+    # B's calls: 1 warm-up, 1 + 120 calibration; it breaks in its 2nd sample
+    cases = _cases(clock, {"A": 1e-5, "B": 1e-5, "C": 1e-5}, log, B={"fail_at": 1 + 1 + 120 + 120 + 5})
+    plan = Plan(min_sample_s=1e-3, warmup_calls=1, min_samples=3, max_samples=5, budget_s=1.0)
+    sample_round_robin([c.timed for c in cases], plan, clock)
+    a, b, c = (x.timed for x in cases)
+    assert b.repeats == 120
+    assert isinstance(b.error, RuntimeError) and "B broke" in str(b.error)
+    assert len(b.samples) == 1  # the sample it finished is kept; the broken one is not
+    assert a.error is None and c.error is None
+    assert len(a.samples) == len(c.samples) == 5
+    assert log[3:] == ["A", "B", "C", "A", "B", "C"] + ["A", "C"] * 3
+
+
+def test_round_robin_a_case_failing_in_warmup_never_samples():
+    clock, log = FakeClock(), []
+    cases = _cases(clock, {"A": 1e-5, "B": 1e-5}, log, A={"fail_at": 1})
+    plan = Plan(min_sample_s=1e-3, warmup_calls=1, min_samples=2, max_samples=3, budget_s=1.0)
+    sample_round_robin([c.timed for c in cases], plan, clock)
+    a, b = (x.timed for x in cases)
+    assert isinstance(a.error, RuntimeError) and a.samples == []
+    assert b.error is None and len(b.samples) == 3
+    assert log == ["A", "B", "B", "B", "B"]
+
+
+def test_round_robin_a_context_that_raises_is_an_error_too():
+    clock, log = FakeClock(), []
+    good = FakeCase(clock, "A", 1e-5, log)
+
+    @contextmanager
+    def bad_context():
+        raise OSError("cannot set threads")
+        yield  # pragma: no cover
+
+    bad = Timed(call=lambda: None, context=bad_context)
+    sample_round_robin([bad, good.timed], Plan(min_samples=2, max_samples=2, budget_s=1.0), clock)
+    assert isinstance(bad.error, OSError) and bad.samples == []
+    assert good.timed.error is None and len(good.timed.samples) == 2
+
+
+def test_round_robin_no_cases_and_all_failing_return():
+    clock = FakeClock()
+    sample_round_robin([], Plan(), clock)
+    log: list[str] = []
+    cases = _cases(clock, {"A": 1e-5}, log, A={"fail_at": 1})
+    sample_round_robin([c.timed for c in cases], Plan(), clock)
+    assert cases[0].timed.error is not None
+
+
+def test_round_robin_does_not_swallow_base_exceptions():
+    """A KeyboardInterrupt (or the runner's Interrupted) must stop the sweep, not fail one case."""
+    clock = FakeClock()
+
+    def call():
+        clock.t += 1e-3
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sample_round_robin([Timed(call=call)], Plan(), clock)
