@@ -172,11 +172,17 @@ def convert(json_path: str | Path, out_dir: str | Path) -> Path:
             continue
         if not isinstance(bench.get("stats"), dict):
             raise ResultsError(f"{path}: benchmark {bench.get('name')!r} has no stats")
-        rows.append(_row(bench, case, data.get("datetime"), data.get("machine_info") or {}))
+        row = _row(bench, case, data.get("datetime"), data.get("machine_info") or {})
+        if row["threads"] in (None, ""):  # a case's identity includes its thread count
+            ignored.append(f"{bench.get('fullname') or bench.get('name')} (no thread count in extra_info "
+                           "or machine_info.affbench_threads)")
+            continue
+        rows.append(row)
     if not rows:
         raise ResultsError(
             f"{path}: no affbench benchmarks in it ({len(data['benchmarks'])} benchmark(s), none with "
-            f"impl, pass, dtype, N, K, M in extra_info or params; was it saved from tests/benchmarks?)")
+            f"impl, pass, dtype, N, K, M in extra_info or params; was it saved from tests/benchmarks?)"
+            + (f"; ignored: {'; '.join(ignored[:3])}" if ignored else ""))
     out = Path(out_dir)
     target = out / results.RESULTS_FILE
     if target.exists() and target.stat().st_size > 0:

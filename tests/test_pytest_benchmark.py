@@ -110,12 +110,12 @@ def _write(tmp_path, data, name="0001_x.json") -> Path:
 
 def test_convert_from_params_without_data(tmp_path):
     other = dict(_bench(), params={"n": 1}, name="test_other", fullname="t::test_other")
-    path = _write(tmp_path, {"machine_info": {"cpu": {"count": 2}}, "commit_info": {}, "datetime": "2024-01-01",
-                             "version": "5.2.3", "benchmarks": [_bench(), other]})
+    path = _write(tmp_path, {"machine_info": {"cpu": {"count": 2}, "affbench_threads": 2}, "commit_info": {},
+                             "datetime": "2024-01-01", "version": "5.2.3", "benchmarks": [_bench(), other]})
     (row,) = results.read_rows(convert(path, tmp_path / "run")).rows
     assert (row["impl"], row["pass"], row["dtype"], row["batch"], row["threads"]) == ("numba-serial", "step",
-                                                                                      "float32", 7, None)
-    assert row["case_id"] == "numba-serial|step|float32|7|5|3|"
+                                                                                      "float32", 7, 2)
+    assert row["case_id"] == "numba-serial|step|float32|7|5|3|2"
     assert row["flops"] == 6 * 7 * 5 * 3 + 2 * 7 * 3 and row["samples_s"] == [] and row["repeats"] == 2
     assert row["noisy"] is True  # cv 0.25
     env = results.read_env(tmp_path / "run")
@@ -139,8 +139,15 @@ def test_convert_errors_name_the_file(tmp_path, content, message):
     assert not (tmp_path / "run" / results.RESULTS_FILE).exists()
 
 
-def test_convert_refuses_a_run_directory_with_results(tmp_path):
+def test_convert_ignores_cases_without_a_thread_count(tmp_path):
+    """Threads are part of a case's identity: a row without them could not be compared."""
     path = _write(tmp_path, {"machine_info": {}, "benchmarks": [_bench()]})
+    with pytest.raises(ResultsError, match="no affbench benchmarks"):
+        convert(path, tmp_path / "run")
+
+
+def test_convert_refuses_a_run_directory_with_results(tmp_path):
+    path = _write(tmp_path, {"machine_info": {"affbench_threads": 1}, "benchmarks": [_bench()]})
     convert(path, tmp_path / "run")
     with pytest.raises(ResultsError, match="already exists"):
         convert(path, tmp_path / "run")
@@ -151,3 +158,19 @@ def test_machine_info_hook_adds_numba_and_blas():
     pytest_benchmark_update_machine_info(None, info)
     for key in ("numba", "llvmlite", "numpy", "numba_threading_layer", "numba_num_threads", "blas"):
         assert key in info, key
+
+
+def test_report_from_pytest_benchmark_cli(tmp_path, capsys):
+    """`report --from-pytest-benchmark` converts, then reports, through the one results schema."""
+    from affbench import cli
+
+    src = _write(tmp_path, {"machine_info": {"affbench_threads": 2}, "commit_info": {}, "benchmarks": [_bench()],
+                            "datetime": "2026-11-28T00:00:00", "version": "5.2.3"})
+    out = tmp_path / "run"
+    assert cli.main(["report", "--from-pytest-benchmark", str(src), "--out", str(out)]) == 0
+    assert (out / "results.csv").exists() and (out / "report.md").exists() and (out / "report.html").exists()
+    (row,) = results.read_rows(out).rows
+    assert row["impl"] == "numba-serial" and row["pass"] == "step"
+    # never over an existing run
+    assert cli.main(["report", "--from-pytest-benchmark", str(src), "--out", str(out)]) == 2
+    assert "never overwritten" in capsys.readouterr().err

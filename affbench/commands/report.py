@@ -3,6 +3,10 @@
 Reads DIR/results.csv, DIR/env.json and (when present) DIR/verify.csv; writes report.md,
 report.html (self-contained: figures embedded) and figures/*.png into DIR, or into --out.
 Never writes results.csv, env.json or verify.csv. Needs neither Numba nor any kernel.
+
+--from-pytest-benchmark FILE.json first converts a pytest-benchmark file (from
+`pytest tests/benchmarks --benchmark-enable --benchmark-autosave`) into a run directory of
+the same results schema (--out, default reports/<file name>/), then reports on it.
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="implementation the speedups are relative to (default: numpy)")
     p.add_argument("--out", metavar="OUTDIR", default=None,
                    help="write the report into OUTDIR instead of DIR")
+    p.add_argument("--from-pytest-benchmark", metavar="FILE.json", default=None,
+                   help="convert a pytest-benchmark JSON file into a run directory (--out, default "
+                        "reports/<file name>/) and report on it")
 
 
 def execute(args: argparse.Namespace) -> int:
     from ..report import build_report, ReportError
 
-    if args.dir == str(DEFAULT_DIR) and not Path(args.dir).exists() and not Path(args.dir).is_symlink():
+    if args.from_pytest_benchmark:
+        args.dir, args.out = str(_convert(args)), None
+    elif args.dir == str(DEFAULT_DIR) and not Path(args.dir).exists() and not Path(args.dir).is_symlink():
         raise UsageError(f"{args.dir}: no such run directory (run `python -m affbench run` first, or name a run "
                          "directory: python -m affbench report reports/<run-id>)")
     try:
@@ -44,3 +53,21 @@ def execute(args: argparse.Namespace) -> int:
     for w in paths.warnings:
         print(f"warning: {w}")
     return 0
+
+
+def _convert(args: argparse.Namespace) -> Path:
+    """The run directory made from a pytest-benchmark file; never an existing one."""
+    from ..pytest_import import convert
+
+    if args.dir != str(DEFAULT_DIR):
+        raise UsageError("--from-pytest-benchmark: give the run directory to create with --out, not as DIR")
+    src = Path(args.from_pytest_benchmark)
+    out = Path(args.out) if args.out else Path("reports") / src.stem
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out: {out} exists and is not empty (results are never overwritten)")
+    try:
+        convert(src, out)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"converted {src} -> {out}")
+    return out
