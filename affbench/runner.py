@@ -374,7 +374,14 @@ def run(options: RunOptions) -> tuple[Path, int]:
     if run_dir.parent.resolve() == DEFAULT_ROOT.resolve():
         point_latest(run_dir)
     with locked(run_dir), signals_as_exceptions():
-        return run_dir, _run_locked(options, run_dir)
+        try:
+            return run_dir, _run_locked(options, run_dir)
+        except Interrupted as exc:
+            # a signal outside the timing loop (setting up, the end-of-run load check, the
+            # report, or a second Ctrl-C while the first is handled): the rows are on disk
+            print(f"\ninterrupted by {exc}; finished cases are kept in {run_dir}; "
+                  f"finish with: python -m affbench run --resume {run_dir}", file=sys.stderr)
+            return run_dir, 130 if exc.signum == signal.SIGINT else 128 + exc.signum
 
 
 def _run_locked(options: RunOptions, run_dir: Path) -> int:

@@ -188,6 +188,28 @@ def test_interrupted_run_resumes_without_losing_or_repeating_a_case(tmp_path, mo
     check_complete(out, before.rows)
 
 
+def test_a_signal_during_the_end_of_run_check_is_handled_too(tmp_path, monkeypatch, capsys):
+    """A second Ctrl-C (or a SIGTERM) while the end-of-run load check runs: no traceback,
+    the exit status says which signal, the finished rows are kept and resume has nothing to redo."""
+    real_snapshot = load.snapshot
+    calls = []
+
+    def snapshot():
+        calls.append(1)
+        if len(calls) == 2:  # the end-of-run snapshot
+            raise runner.Interrupted(signal.SIGINT)
+        return real_snapshot()
+
+    monkeypatch.setattr(load, "snapshot", snapshot)
+    sweep = Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",), batches=(1, 2), layers=((8, 4),),
+                  threads=(1,), plan=Plan(min_samples=2, max_samples=2, budget_s=0.001))
+    run_dir, status = runner.run(runner.RunOptions(sweep=sweep, out=tmp_path / "run", report=False, progress=False))
+    assert status == 130
+    err = capsys.readouterr().err
+    assert "interrupted by SIGINT" in err and f"--resume {run_dir}" in err
+    assert [r["status"] for r in read_rows(run_dir).rows] == ["ok", "ok"]
+
+
 def test_resume_refused_while_another_process_holds_the_lock(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     runner.prepare(runner.RunOptions(sweep=Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",),
