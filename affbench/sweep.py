@@ -94,10 +94,12 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         plan=Plan(min_samples=3, max_samples=10, budget_s=0.02),
         max_case_s=0.5,
     )),
-    "default": ("the main job: real layer sizes, every implementation, both dtypes, 1 and all threads; under 5 minutes on 2 cores", Sweep(
-        batches=(1, 16, 100, 256, 1024),
+    "default": ("the main job: real layer sizes, every implementation, both dtypes, 1 and all threads; "
+                "forward and step (backward = step - forward); under 5 minutes on 2 cores", Sweep(
+        passes=("forward", "step"),
+        batches=(1, 16, 128, 1024),
         layers=BOOK_LAYERS + MNIST_MLP + ((256, 256), (1024, 1024), (2048, 2048)) + TRANSFORMER_MLP,
-        plan=Plan(min_samples=5, max_samples=25, budget_s=0.06),
+        plan=Plan(min_samples=3, max_samples=25, budget_s=0.04),
         max_case_s=1.0,
     )),
     "full": ("every layer and batch size 1..1024, more samples (hours)", Sweep(
@@ -146,7 +148,10 @@ def parse_positive_int(option: str, text: Any) -> int:
 def parse_threads(text: Any, max_threads: int) -> int | str:
     if str(text) == "all":
         return "all"
-    n = parse_positive_int("--threads", text)
+    try:
+        n = parse_positive_int("--threads", text)
+    except UsageError:
+        raise UsageError(f"--threads: {text!r} is not a thread count; accepted: 1..{max_threads} or 'all'") from None
     if n > max_threads:
         raise UsageError(f"--threads: {n} is above the {max_threads} threads available (NUMBA_NUM_THREADS); accepted: 1..{max_threads} or 'all'")
     return n
