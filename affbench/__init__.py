@@ -3,6 +3,7 @@
 Public face: :class:`Affine` (the book's layer on any implementation) and :mod:`registry`.
 """
 
+from . import blas_env  # noqa: F401  (first: sets what OpenBLAS reads when NumPy loads it)
 from . import registry
 from .layer import Affine
 from .protocol import AffineImpl, KernelImpl

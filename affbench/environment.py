@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
+from . import __version__, blas_env
 
 _collectors: list[Callable[[], dict[str, Any]]] = []
 
@@ -140,6 +140,7 @@ def collect(command: list[str] | None = None) -> dict[str, Any]:
     }
     env.update(software())
     env["peak_gflops"] = peak_gflops(c, c.get("logical_cores") or 1)
+    env["openblas_thread_timeout"] = blas_env.status()
     for fn in _collectors:
         env.update(fn())
     return env

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from . import threads
+from . import blas_env, threads
 
 THREADS_ENV = "AFFBENCH_THREADS"
 _BLAS_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
@@ -162,6 +162,7 @@ def runtime_info() -> dict[str, Any]:
         "affbench_threads": threads,
         "blas": libs,
         "blas_threads": blas_threads,
+        "openblas_thread_timeout": blas_env.status(),
     }
 
 

@@ -401,6 +401,9 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
                started_at=environment.utc_now(), noise_cv_threshold=NOISE_CV_THRESHOLD,
                isolate_threads=options.isolate_threads, sweep=sweep.to_dict())
     results.write_env(run_dir, env)
+    if not env["openblas_thread_timeout"]["in_effect"]:
+        log("WARNING: NumPy was imported before affbench, so OPENBLAS_THREAD_TIMEOUT was not applied: "
+            "OpenBLAS workers may spin into the next Numba kernel (see affbench/blas_env.py)")
     start_load = load.snapshot()
 
     writer = results.ResultsWriter(run_dir)

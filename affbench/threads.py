@@ -76,5 +76,5 @@ def thread_env_vars() -> dict[str, str]:
     """Thread-related environment variables, as recorded in env.json."""
     keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
             "NUMBA_THREADING_LAYER", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "GOMP_SPINCOUNT",
-            "OMP_WAIT_POLICY", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+            "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
     return {k: os.environ[k] for k in keys if k in os.environ}
