@@ -209,8 +209,8 @@ class Engine:
         self.cases = cases
         self.impls = impls
         self.compile_s: dict[tuple[str, str], float] = {}
-        # best measured GFLOP/s per (impl, pass, dtype, threads), the FLOPs and the size it was seen at
-        self.rates: dict[tuple[str, str, str, int], tuple[float, int, str]] = {}
+        # every measured (GFLOP/s, FLOPs, size) per (impl, pass, dtype, threads): predict()'s basis
+        self.rates: dict[tuple[str, str, str, int], list[tuple[float, int, str]]] = {}
         self.counts = {s: 0 for s in results.STATUSES}
         self.noisy = 0
         self.log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
@@ -280,11 +280,9 @@ class Engine:
             except Exception:  # noqa: BLE001 - memory is secondary; the timing stands
                 mem = None
         gflops = case.flops / stats.median / 1e9 if stats.median > 0 else math.nan
-        # Predictions use the best rate seen: small sizes are overhead-bound, and a prediction
-        # must not be pessimistic enough to skip a case that would have run in time.
         key = (case.impl, case.pass_, case.dtype, case.threads)
-        if gflops > self.rates.get(key, (0.0, 0, ""))[0]:
-            self.rates[key] = (gflops, case.flops, f"N={case.batch} K={case.in_features} M={case.out_features}")
+        self.rates.setdefault(key, []).append(
+            (gflops, case.flops, f"N={case.batch} K={case.in_features} M={case.out_features}"))
         state = clock.state
         return self.row(
             case, "ok", repeats=timed.repeats, n_samples=stats.n, median_s=stats.median, q1_s=stats.q1,
@@ -295,14 +293,20 @@ class Engine:
         )
 
     def predict(self, case: Case) -> dict[str, Any] | None:
-        """An extrapolated row when the case would take longer than max_case_s, else None."""
-        known = self.rates.get((case.impl, case.pass_, case.dtype, case.threads))
-        if known is None or not known[0] > 0 or case.flops > MAX_EXTRAPOLATION * known[1]:
+        """An extrapolated row when the case would take longer than max_case_s, else None.
+
+        The basis is the best rate measured at up to MAX_EXTRAPOLATION times fewer FLOPs: the
+        best, because small sizes are overhead-bound and a prediction must not be pessimistic
+        enough to skip a case that would have run in time; within that range, because a rate
+        from a tiny case says little about one 10^4 times larger."""
+        known = [m for m in self.rates.get((case.impl, case.pass_, case.dtype, case.threads), ())
+                 if m[0] > 0 and case.flops <= MAX_EXTRAPOLATION * m[1]]
+        if not known:
             return None
-        rate, _, where = known
+        rate, _, where = max(known)
         per_call = case.flops / (rate * 1e9)
         plan = self.o.sweep.plan
-        calls = plan.warmup_calls + plan.min_samples + 1
+        calls = plan.warmup_calls + plan.min_samples + 2  # + calibration + the priming decision
         if per_call * calls <= self.o.sweep.max_case_s:
             return None
         return self.row(case, "extrapolated", median_s=per_call, gflops=rate, error=(

@@ -93,6 +93,7 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         layers=((784, 50), (256, 256)),
         plan=Plan(min_samples=3, max_samples=10, budget_s=0.02),
         max_case_s=0.5,
+        case_timeout_s=20.0,
     )),
     "default": ("the main job: real layer sizes, every implementation, both dtypes, 1 and all threads; "
                 "forward and step (backward = step - forward); under 5 minutes on 2 cores", Sweep(
@@ -101,6 +102,7 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         layers=BOOK_LAYERS + MNIST_MLP + ((256, 256), (1024, 1024), (2048, 2048)) + TRANSFORMER_MLP,
         plan=Plan(min_samples=3, max_samples=25, budget_s=0.04),
         max_case_s=1.0,
+        case_timeout_s=20.0,  # a safety net under the extrapolation, never reached when it predicts well
     )),
     "full": ("every layer and batch size 1..1024, more samples (hours)", Sweep(
         batches=(1, 2, 4, 8, 16, 32, 64, 100, 128, 256, 512, 1024),

@@ -278,15 +278,15 @@ def test_predict_from_a_seeded_rate():
     engine = engine_for(sweep, Path("."))
     basis = Case("naive", "forward", "float64", 1, 64, 64, 1)
     key = ("naive", "forward", "float64", 1)
-    engine.rates[key] = (0.01, basis.flops, "N=1 K=64 M=64")
+    engine.rates[key] = [(0.01, basis.flops, "N=1 K=64 M=64")]
     big = Case("naive", "forward", "float64", 100, 784, 50, 1)
     row = engine.predict(big)
-    per_call = big.flops / 0.01e9  # 0.78 s per call; x 7 calls = 5.5 s > 1 s
+    per_call = big.flops / 0.01e9  # 0.78 s per call; x 8 calls = 6.3 s > 1 s
     assert row is not None
     assert row["status"] == "extrapolated" and row["case_id"] == big.case_id
     assert row["median_s"] == pytest.approx(per_call)
     assert row["gflops"] == 0.01
-    assert "predicted" in row["error"] and "x 7 calls > max_case_s 1 s" in row["error"]
+    assert "predicted" in row["error"] and "x 8 calls > max_case_s 1 s" in row["error"]
     assert "from 0.01 GFLOP/s measured at N=1 K=64 M=64" in row["error"]
     assert engine.counts["extrapolated"] == 1
 
@@ -295,16 +295,20 @@ def test_predict_from_a_seeded_rate():
     assert engine.predict(Case("naive", "forward", "float64", 100, 784, 50, 2)) is None
     assert engine.predict(Case("naive", "backward", "float64", 100, 784, 50, 1)) is None
     # too far beyond its basis (more than MAX_EXTRAPOLATION x its FLOPs): measured, not guessed
-    engine.rates[key] = (0.01, big.flops / runner.MAX_EXTRAPOLATION / 2, "N=1 K=8 M=4")
+    engine.rates[key] = [(0.01, big.flops / runner.MAX_EXTRAPOLATION / 2, "N=1 K=8 M=4")]
     assert engine.predict(big) is None
+    # ... unless another measured size is close enough: the best rate within range is the basis
+    engine.rates[key].append((0.005, big.flops / 10, "N=10 K=784 M=50"))
+    engine.rates[key].append((0.02, big.flops / runner.MAX_EXTRAPOLATION / 3, "N=1 K=4 M=4"))
+    assert "from 0.005 GFLOP/s measured at N=10 K=784 M=50" in engine.predict(big)["error"]
     # exactly at the limit still runs
     edge = Case("naive", "forward", "float64", 1, 8, 4, 1)
-    engine.rates[key] = (edge.flops * 7 / 1e9, edge.flops, "N=1")
+    engine.rates[key] = [(edge.flops * 8 / 1e9, edge.flops, "N=1")]
     assert engine.predict(edge) is None
 
 
-def test_rates_keep_the_best_measured_rate(tmp_path):
-    """finish() feeds predict(): the best GFLOP/s seen per (impl, pass, dtype, threads)."""
+def test_rates_record_every_measured_size(tmp_path):
+    """finish() feeds predict(): every measured GFLOP/s per (impl, pass, dtype, threads)."""
     from affbench.timing import Timed
 
     engine = engine_for(Sweep(), tmp_path)
@@ -312,11 +316,11 @@ def test_rates_keep_the_best_measured_rate(tmp_path):
     small = Case("numpy", "forward", "float64", 1, 8, 4, 1)
     bigger = Case("numpy", "forward", "float64", 4, 8, 4, 1)
     engine.finish(small, Timed(call=lambda: None, repeats=1, samples=[1e-6, 1e-6]), clock)
-    assert engine.rates[("numpy", "forward", "float64", 1)] == (small.flops / 1e-6 / 1e9, small.flops, "N=1 K=8 M=4")
-    engine.finish(bigger, Timed(call=lambda: None, repeats=1, samples=[1e-6]), clock)  # faster: replaces
-    assert engine.rates[("numpy", "forward", "float64", 1)][2] == "N=4 K=8 M=4"
-    engine.finish(small, Timed(call=lambda: None, repeats=1, samples=[1e-3]), clock)  # slower: kept out
-    assert engine.rates[("numpy", "forward", "float64", 1)][2] == "N=4 K=8 M=4"
+    engine.finish(bigger, Timed(call=lambda: None, repeats=1, samples=[1e-6]), clock)
+    assert engine.rates[("numpy", "forward", "float64", 1)] == [
+        (small.flops / 1e-6 / 1e9, small.flops, "N=1 K=8 M=4"),
+        (bigger.flops / 1e-6 / 1e9, bigger.flops, "N=4 K=8 M=4"),
+    ]
 
 
 def test_extrapolation_end_to_end(tmp_path, monkeypatch, capsys):
