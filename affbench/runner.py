@@ -212,6 +212,8 @@ class Engine:
         # every measured (GFLOP/s, FLOPs, size) per (impl, pass, dtype, threads): predict()'s basis
         self.rates: dict[tuple[str, str, str, int], list[tuple[float, int, str]]] = {}
         self.counts = {s: 0 for s in results.STATUSES}
+        # (impl, pass, dtype, threads) -> (FLOPs, size) of the smallest case that timed out
+        self.timed_out: dict[tuple[str, str, str, int], tuple[int, str]] = {}
         self.noisy = 0
         self.log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
 
@@ -251,6 +253,11 @@ class Engine:
                 write(self.row(case, "skipped", error=f"not enough memory: needs about {_format_bytes(need)}, "
                                                       f"{_format_bytes(avail)} available"))
                 continue
+            slower = self.timed_out.get((case.impl, case.pass_, case.dtype, case.threads))
+            if slower is not None and case.flops >= slower[0]:
+                write(self.row(case, "skipped", error=f"not run: the smaller case {slower[1]} of this "
+                                                      "implementation already ran past --case-timeout"))
+                continue
             predicted = self.predict(case)
             if predicted is not None:
                 write(predicted)
@@ -267,6 +274,9 @@ class Engine:
     def finish(self, case: Case, timed: Timed, clock: CaseClock) -> dict[str, Any]:
         if timed.error is not None:
             if isinstance(timed.error, CaseTimeout):
+                key = (case.impl, case.pass_, case.dtype, case.threads)
+                if key not in self.timed_out or case.flops < self.timed_out[key][0]:
+                    self.timed_out[key] = (case.flops, f"N={case.batch} K={case.in_features} M={case.out_features}")
                 return self.row(case, "timeout", error=f"ran past --case-timeout {self.o.sweep.case_timeout_s:g} s")
             return self.row(case, "failed", error=f"{type(timed.error).__name__}: {timed.error}")
         stats = summarize(timed.samples)
@@ -299,8 +309,11 @@ class Engine:
         best, because small sizes are overhead-bound and a prediction must not be pessimistic
         enough to skip a case that would have run in time; within that range, because a rate
         from a tiny case says little about one 10^4 times larger."""
+        # Pure-Python code has no launch overhead to amortise: its rate is flat across sizes
+        # (naive: 0.015-0.033 GFLOP/s from N=1 784->50 to N=128 2048^2), so any basis will do.
+        flat = bool(getattr(self.impls.get(case.impl), "slow", False))
         known = [m for m in self.rates.get((case.impl, case.pass_, case.dtype, case.threads), ())
-                 if m[0] > 0 and case.flops <= MAX_EXTRAPOLATION * m[1]]
+                 if m[0] > 0 and (flat or case.flops <= MAX_EXTRAPOLATION * m[1])]
         if not known:
             return None
         rate, _, where = max(known)

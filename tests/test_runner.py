@@ -444,11 +444,14 @@ def test_a_raising_case_fails_a_slow_one_times_out_and_the_sweep_goes_on(tmp_pat
     timed_out = rows[("test-slow", 3)]
     assert timed_out["status"] == "timeout" and timed_out["error"] == "ran past --case-timeout 0.3 s"
     assert np.isnan(timed_out["median_s"]) and np.isnan(failed["median_s"])
-    others = {k: r["status"] for k, r in rows.items() if k not in {("test-raises", 3), ("test-slow", 3)}}
+    # a larger case of what timed out is not attempted: it would only time out again
+    after = rows[("test-slow", 5)]
+    assert after["status"] == "skipped" and "N=3 K=8 M=4" in after["error"]
+    others = {k: r["status"] for k, r in rows.items() if k not in {("test-raises", 3), ("test-slow", 3), ("test-slow", 5)}}
     assert set(others.values()) == {"ok"}, others  # including N=5, timed after the failures
     assert elapsed < 20  # the 1.5 s call was cut at 0.3 s, not sampled
     err = capsys.readouterr().err
-    assert "done: 7 ok, 1 failed, 1 timeout" in err
+    assert "done: 6 ok, 1 skipped, 1 failed, 1 timeout" in err
 
 
 def test_a_case_that_fails_verification_is_skipped_not_timed(tmp_path, capsys):
@@ -599,3 +602,31 @@ def test_cpu_counters_on_this_machine():
     c2 = load.cpu_counters()
     assert c2["own_s"] - c["own_s"] >= 0.04
     assert c2["busy_s"] >= c["busy_s"]
+
+
+def test_pure_python_rate_is_flat_so_any_basis_predicts(tmp_path):
+    from affbench import registry
+
+    engine = runner.Engine(runner.RunOptions(sweep=Sweep(max_case_s=1.0), report=False, progress=False),
+                           tmp_path, [], {"naive": registry.get("naive")})
+    big = Case("naive", "step", "float64", 1024, 2048, 2048, 1)
+    engine.rates[("naive", "step", "float64", 1)] = [(0.03, big.flops / runner.MAX_EXTRAPOLATION / 100, "N=1 K=50 M=10")]
+    row = engine.predict(big)
+    assert row is not None and row["status"] == "extrapolated" and "N=1 K=50 M=10" in row["error"]
+
+
+def test_a_timeout_skips_larger_cases_of_the_same_kind(tmp_path):
+    from affbench import registry
+    from affbench.timing import Timed
+
+    impls = {"naive": registry.get("naive")}
+    engine = runner.Engine(runner.RunOptions(sweep=Sweep(case_timeout_s=5.0), report=False, progress=False),
+                           tmp_path, [], impls)
+    small = Case("naive", "forward", "float64", 4, 8, 4, 1)
+    clock = runner.CaseClock("python", 1, True, 5.0)
+    row = engine.finish(small, Timed(call=lambda: None, error=runner.CaseTimeout()), clock)
+    assert row["status"] == "timeout"
+    written = []
+    engine.time_group([Case("naive", "forward", "float64", 8, 8, 4, 1)], written.append)
+    (skipped,) = written
+    assert skipped["status"] == "skipped" and "N=4 K=8 M=4" in skipped["error"] and "case-timeout" in skipped["error"]
