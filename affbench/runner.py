@@ -33,6 +33,8 @@ from .timing import NOISE_CV_THRESHOLD, Timed, is_noisy, sample_round_robin, sum
 from .verify import make_inputs, verify
 
 RUN_FILE = "run.json"
+#: The implementation every other is compared with; never extrapolated.
+BASELINE = "numpy"
 LOCK_FILE = ".lock"
 DEFAULT_ROOT = Path("reports")
 #: Sizes whose first calls are timed as compile time: batch 1, small, and one large enough to
@@ -304,6 +306,7 @@ class Engine:
 
     def predict(self, case: Case) -> dict[str, Any] | None:
         """An extrapolated row when the case would take longer than max_case_s, else None.
+        The baseline is always measured: every speedup and crossover is relative to it.
 
         The basis is the best rate measured at up to MAX_EXTRAPOLATION times fewer FLOPs: the
         best, because small sizes are overhead-bound and a prediction must not be pessimistic
@@ -312,6 +315,8 @@ class Engine:
         # Pure-Python code has no launch overhead to amortise: its rate is flat across sizes
         # (naive: 0.015-0.033 GFLOP/s from N=1 784->50 to N=128 2048^2), so any basis will do.
         flat = bool(getattr(self.impls.get(case.impl), "slow", False))
+        if case.impl == BASELINE:
+            return None
         known = [m for m in self.rates.get((case.impl, case.pass_, case.dtype, case.threads), ())
                  if m[0] > 0 and (flat or case.flops <= MAX_EXTRAPOLATION * m[1])]
         if not known:
@@ -319,7 +324,7 @@ class Engine:
         rate, _, where = max(known)
         per_call = case.flops / (rate * 1e9)
         plan = self.o.sweep.plan
-        calls = plan.warmup_calls + plan.min_samples + 2  # + calibration + the priming decision
+        calls = plan.warmup_calls + plan.min_samples + 1  # + calibration
         if per_call * calls <= self.o.sweep.max_case_s:
             return None
         return self.row(case, "extrapolated", median_s=per_call, gflops=rate, error=(

@@ -101,7 +101,7 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         batches=(1, 16, 128, 1024),
         layers=BOOK_LAYERS + MNIST_MLP + ((256, 256), (1024, 1024), (2048, 2048)) + TRANSFORMER_MLP,
         plan=Plan(min_samples=3, max_samples=25, budget_s=0.04),
-        max_case_s=1.0,
+        max_case_s=1.5,
         case_timeout_s=20.0,  # a safety net under the extrapolation, never reached when it predicts well
     )),
     "full": ("every layer and batch size 1..1024, more samples (hours)", Sweep(

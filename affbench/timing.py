@@ -118,12 +118,18 @@ def take_sample(call: Callable[[], object], repeats: int, clock: Clock) -> float
 
 def calibrate(call: Callable[[], object], clock: Clock, min_sample_s: float, max_repeats: int = 1 << 24) -> int:
     """The smallest power-of-two-ish repeat count whose sample lasts at least min_sample_s."""
+    return calibrate_timed(call, clock, min_sample_s, max_repeats)[0]
+
+
+def calibrate_timed(call: Callable[[], object], clock: Clock, min_sample_s: float,
+                    max_repeats: int = 1 << 24) -> tuple[int, float]:
+    """calibrate(), also returning the time per call of its last (accepted) sample."""
     repeats = 1
     while True:
         per_call = take_sample(call, repeats, clock)
         total = per_call * repeats
         if total >= min_sample_s or repeats >= max_repeats:
-            return repeats
+            return repeats, per_call
         if total <= 0:
             repeats = min(max_repeats, repeats * 10)
         else:  # aim 20% past the target, at least double
@@ -142,8 +148,8 @@ def sample_round_robin(cases: Sequence[Timed], plan: Plan, clock: Clock = time.p
             with case.context():
                 for _ in range(plan.warmup_calls):
                     case.call()
-                case.repeats = calibrate(case.call, clock, plan.min_sample_s)
-                case.prime = take_sample(case.call, 1, clock) < plan.prime_below_s
+                case.repeats, per_call = calibrate_timed(case.call, clock, plan.min_sample_s)
+                case.prime = per_call < plan.prime_below_s
             live.append(case)
         except Exception as exc:  # noqa: BLE001 - recorded, reported, sweep goes on
             case.error = exc

@@ -281,12 +281,12 @@ def test_predict_from_a_seeded_rate():
     engine.rates[key] = [(0.01, basis.flops, "N=1 K=64 M=64")]
     big = Case("naive", "forward", "float64", 100, 784, 50, 1)
     row = engine.predict(big)
-    per_call = big.flops / 0.01e9  # 0.78 s per call; x 8 calls = 6.3 s > 1 s
+    per_call = big.flops / 0.01e9  # 0.78 s per call; x 7 calls = 5.5 s > 1 s
     assert row is not None
     assert row["status"] == "extrapolated" and row["case_id"] == big.case_id
     assert row["median_s"] == pytest.approx(per_call)
     assert row["gflops"] == 0.01
-    assert "predicted" in row["error"] and "x 8 calls > max_case_s 1 s" in row["error"]
+    assert "predicted" in row["error"] and "x 7 calls > max_case_s 1 s" in row["error"]
     assert "from 0.01 GFLOP/s measured at N=1 K=64 M=64" in row["error"]
     assert engine.counts["extrapolated"] == 1
 
@@ -303,7 +303,7 @@ def test_predict_from_a_seeded_rate():
     assert "from 0.005 GFLOP/s measured at N=10 K=784 M=50" in engine.predict(big)["error"]
     # exactly at the limit still runs
     edge = Case("naive", "forward", "float64", 1, 8, 4, 1)
-    engine.rates[key] = [(edge.flops * 8 / 1e9, edge.flops, "N=1")]
+    engine.rates[key] = [(edge.flops * 7 / 1e9, edge.flops, "N=1")]
     assert engine.predict(edge) is None
 
 
@@ -602,6 +602,13 @@ def test_cpu_counters_on_this_machine():
     c2 = load.cpu_counters()
     assert c2["own_s"] - c["own_s"] >= 0.04
     assert c2["busy_s"] >= c["busy_s"]
+
+
+def test_the_baseline_is_never_extrapolated(tmp_path):
+    engine = engine_for(Sweep(max_case_s=1e-9), tmp_path)
+    case = Case(runner.BASELINE, "step", "float64", 1024, 2048, 2048, 1)
+    engine.rates[(runner.BASELINE, "step", "float64", 1)] = [(1.0, case.flops, "N=1024 K=2048 M=2048")]
+    assert engine.predict(case) is None
 
 
 def test_pure_python_rate_is_flat_so_any_basis_predicts(tmp_path):

@@ -180,10 +180,10 @@ def test_round_robin_order_and_exact_samples():
         assert t.repeats * c.cost >= plan.min_sample_s
         assert len(t.samples) == 6  # budget never ran out: max_samples stops it
         assert t.samples == pytest.approx([c.cost] * 6)
-        # 2 warm-up calls + calibration (1 + repeats) + 1 timing to decide on priming
-        # + 6 samples of `repeats`, each after one untimed priming call (the calls are short)
+        # 2 warm-up calls + calibration (1 + repeats) + 6 samples of `repeats`, each after one
+        # untimed priming call (the calls are short)
         assert t.prime
-        assert c.calls == 2 + 1 + t.repeats + 1 + 6 * (1 + t.repeats)
+        assert c.calls == 2 + 1 + t.repeats + 6 * (1 + t.repeats)
 
 
 def test_priming_call_only_for_short_calls():
@@ -193,7 +193,7 @@ def test_priming_call_only_for_short_calls():
     sample_round_robin([c.timed for c in cases], plan, clock)
     short, long_ = (c.timed for c in cases)
     assert short.prime and not long_.prime
-    assert cases[1].calls == 1 + 1 + 3  # calibration (1 call suffices), priming decision, 3 samples
+    assert cases[1].calls == 1 + 3  # calibration (1 call suffices), 3 samples
 
 
 def test_round_robin_stops_when_the_shared_budget_is_spent():
