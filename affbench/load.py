@@ -105,10 +105,12 @@ def assess(start: dict[str, Any], end: dict[str, Any] | None, cores: int,
            noisy_cases: int = 0, measured_cases: int = 0) -> list[str]:
     """Warnings a reader of the numbers must see."""
     warnings: list[str] = []
-    for when, snap in (("start", start), ("end", end)):
-        if snap and snap.get("loadavg") is not None and snap["loadavg"] > LOADAVG_PER_CORE_LIMIT * cores:
-            warnings.append(f"load average {snap['loadavg']:.2f} at the {when} of the run on {cores} cores: "
-                            "other processes were competing for the CPU")
+    # The load average counts this run's own threads and lags by a minute: it is a fallback
+    # for machines without /proc/stat, and only at the start, before the run adds to it.
+    if start and start.get("background_cores") is None and start.get("loadavg") is not None \
+            and start["loadavg"] > LOADAVG_PER_CORE_LIMIT * cores:
+        warnings.append(f"load average {start['loadavg']:.2f} at the start of the run on {cores} cores: "
+                        "other processes were competing for the CPU")
     limit = BACKGROUND_PER_CORE_LIMIT * cores
     for when, snap in (("start", start), ("end", end)):
         busy = snap.get("background_cores") if snap else None
