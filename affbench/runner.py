@@ -276,9 +276,7 @@ class Engine:
     def finish(self, case: Case, timed: Timed, clock: CaseClock) -> dict[str, Any]:
         if timed.error is not None:
             if isinstance(timed.error, CaseTimeout):
-                key = (case.impl, case.pass_, case.dtype, case.threads)
-                if key not in self.timed_out or case.flops < self.timed_out[key][0]:
-                    self.timed_out[key] = (case.flops, f"N={case.batch} K={case.in_features} M={case.out_features}")
+                self.learn(case, "timeout")
                 return self.row(case, "timeout", error=f"ran past --case-timeout {self.o.sweep.case_timeout_s:g} s")
             return self.row(case, "failed", error=f"{type(timed.error).__name__}: {timed.error}")
         stats = summarize(timed.samples)
@@ -292,9 +290,7 @@ class Engine:
             except Exception:  # noqa: BLE001 - memory is secondary; the timing stands
                 mem = None
         gflops = case.flops / stats.median / 1e9 if stats.median > 0 else math.nan
-        key = (case.impl, case.pass_, case.dtype, case.threads)
-        self.rates.setdefault(key, []).append(
-            (gflops, case.flops, f"N={case.batch} K={case.in_features} M={case.out_features}"))
+        self.learn(case, "ok", gflops)
         state = clock.state
         return self.row(
             case, "ok", repeats=timed.repeats, n_samples=stats.n, median_s=stats.median, q1_s=stats.q1,
@@ -303,6 +299,22 @@ class Engine:
             numba_threads=state.numba_threads if state else None,
             blas_threads=state.blas_threads if state else None,
         )
+
+    def learn(self, case: Case, status: str, gflops: float = math.nan) -> None:
+        """What later predictions rest on: measured rates, and the smallest case that timed out."""
+        key = (case.impl, case.pass_, case.dtype, case.threads)
+        where = f"N={case.batch} K={case.in_features} M={case.out_features}"
+        if status == "ok" and gflops > 0:
+            self.rates.setdefault(key, []).append((gflops, case.flops, where))
+        elif status == "timeout" and (key not in self.timed_out or case.flops < self.timed_out[key][0]):
+            self.timed_out[key] = (case.flops, where)
+
+    def learn_from_rows(self, rows: list[dict[str, Any]]) -> None:
+        """A resumed run predicts from the cases its earlier sessions measured, as one
+        uninterrupted run would have."""
+        for r in rows:
+            case = Case(r["impl"], r["pass"], r["dtype"], r["batch"], r["in_features"], r["out_features"], r["threads"])
+            self.learn(case, r["status"], r["gflops"])
 
     def predict(self, case: Case) -> dict[str, Any] | None:
         """An extrapolated row when the case would take longer than max_case_s, else None.
@@ -358,7 +370,7 @@ def _select_impls(sweep: Sweep) -> dict[str, Any]:
 def prepare(options: RunOptions) -> tuple[Path, RunOptions]:
     """The run directory (new, or the one to resume) and the options to run it with."""
     if options.resume is not None:
-        d = Path(options.resume)
+        d = Path(options.resume).resolve()  # reports/latest is a link: work on what it points at
         meta = d / RUN_FILE
         if not meta.exists():
             raise UsageError(f"--resume: {d} is not an affbench run directory (no {RUN_FILE})")
@@ -393,7 +405,7 @@ def prepare(options: RunOptions) -> tuple[Path, RunOptions]:
 def run(options: RunOptions) -> tuple[Path, int]:
     """Run (or resume) a sweep. Returns the run directory and the exit status."""
     run_dir, options = prepare(options)
-    if run_dir.parent.resolve() == DEFAULT_ROOT.resolve():
+    if options.resume is None and run_dir.parent.resolve() == DEFAULT_ROOT.resolve():
         point_latest(run_dir)
     with locked(run_dir), signals_as_exceptions():
         try:
@@ -406,22 +418,54 @@ def run(options: RunOptions) -> tuple[Path, int]:
             return run_dir, 130 if exc.signum == signal.SIGINT else 128 + exc.signum
 
 
+#: env.json keys that must match between the sessions of one resumed run.
+SESSION_MUST_MATCH = ("git_commit", "numpy", "numba", "llvmlite", "python", "affbench_version")
+
+
+def session_env(run_dir: Path, options: RunOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    """env.json for this session. A resumed run keeps what its first session recorded, appends
+    this session to ``sessions``, and warns when the code or libraries changed in between."""
+    now = environment.collect(options.command)
+    session = {"started_at": environment.utc_now(), "command": now["command"], "git_commit": now.get("git_commit")}
+    env: dict[str, Any] = {}
+    if options.resume is not None and (run_dir / results.ENV_FILE).exists():
+        try:
+            env = results.read_env(run_dir)
+        except results.ResultsError:
+            env = {}
+    if not env:
+        env = dict(now)
+        env.update(run_id=run_dir.name, preset=options.preset, schema_version=results.SCHEMA_VERSION,
+                   started_at=session["started_at"], noise_cv_threshold=NOISE_CV_THRESHOLD,
+                   isolate_threads=options.isolate_threads, sweep=options.sweep.to_dict(), sessions=[])
+    else:
+        env.setdefault("sessions", [{"started_at": env.get("started_at"), "command": env.get("command"),
+                                     "git_commit": env.get("git_commit")}])
+        changed = [k for k in SESSION_MUST_MATCH if env.get(k) != now.get(k)]
+        if changed:
+            msg = ("resumed with different " + ", ".join(f"{k} ({env.get(k)} -> {now.get(k)})" for k in changed)
+                   + ": this run mixes two setups")
+            log(f"WARNING: {msg}")
+            env.setdefault("load", {}).setdefault("warnings", []).append(msg)
+    env["sessions"].append(session)
+    return env
+
+
 def _run_locked(options: RunOptions, run_dir: Path) -> int:
     from tqdm import tqdm
 
     sweep = options.sweep
     impls = _select_impls(sweep)
     cases = expand(sweep, impls, threads.max_threads())
-    done = results.finished_case_ids(run_dir)
+    previous = results.read_rows(run_dir).rows if (run_dir / results.RESULTS_FILE).exists() else []
+    done = {r["case_id"] for r in previous}
     todo = [c for c in cases if c.case_id not in done]
     engine = Engine(options, run_dir, cases, impls)
+    engine.learn_from_rows(previous)
     log = engine.log
     log(f"affbench run: {len(cases)} cases ({len(done)} already done) -> {run_dir}")
 
-    env = environment.collect(options.command)
-    env.update(run_id=run_dir.name, preset=options.preset, schema_version=results.SCHEMA_VERSION,
-               started_at=environment.utc_now(), noise_cv_threshold=NOISE_CV_THRESHOLD,
-               isolate_threads=options.isolate_threads, sweep=sweep.to_dict())
+    env = session_env(run_dir, options, log)
     results.write_env(run_dir, env)
     if not env["openblas_thread_timeout"]["in_effect"]:
         log("WARNING: NumPy was imported before affbench, so OPENBLAS_THREAD_TIMEOUT was not applied: "
@@ -440,7 +484,7 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
             status = 1
         env["verify_failed"] = sorted(failed)
         env["numba_threading_layer"] = environment.software()["numba_threading_layer"]
-        env["compile_s"] = {f"{k[0]}|{k[1]}": v for k, v in engine.compile_s.items()}
+        env["compile_s"] = {f"{k[0]}|{k[1]}": v for k, v in engine.compile_s.items()} or env.get("compile_s", {})
 
         bar = tqdm(total=len(cases), initial=len(done), unit="case", disable=not options.progress,
                    dynamic_ncols=True, file=sys.stderr)
@@ -471,12 +515,16 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
         end_load = load.snapshot()
         measured = engine.counts["ok"]
         warnings = load.assess(start_load, end_load, environment.usable_cores(), engine.noisy, measured)
+        earlier = (env.get("load") or {}).get("warnings", []) if options.resume else []
         env.update(finished_at=environment.utc_now(), load={
             "calibration_start_s": start_load["calibration_s"], "calibration_end_s": end_load["calibration_s"],
             "loadavg_start": start_load["loadavg"], "loadavg_end": end_load["loadavg"],
             "background_cores_start": start_load.get("background_cores"),
             "background_cores_end": end_load.get("background_cores"),
-            "background_cores_run": load.run_background_cores(start_load, end_load), "warnings": warnings})
+            "background_cores_run": load.run_background_cores(start_load, end_load),
+            "warnings": earlier + [w for w in warnings if w not in earlier]})
+        env["sessions"][-1].update(finished_at=env["finished_at"], cases=sum(engine.counts.values()),
+                                   load_warnings=warnings)
         results.write_env(run_dir, env)
         for w in warnings:
             log(f"WARNING: {w}")

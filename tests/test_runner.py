@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import math
 import os
 import signal
 import subprocess
@@ -639,3 +640,45 @@ def test_a_timeout_skips_larger_cases_of_the_same_kind(tmp_path):
     engine.time_group([Case("naive", "forward", "float64", 8, 8, 4, 1)], written.append)
     (skipped,) = written
     assert skipped["status"] == "skipped" and "N=4 K=8 M=4" in skipped["error"] and "case-timeout" in skipped["error"]
+
+
+# --------------------------------------------------------------------------- resuming as one run
+def _tiny_sweep(**kw) -> Sweep:
+    base = dict(impls=("numpy", "naive"), passes=("forward",), dtypes=("float64",), batches=(1, 2, 64),
+                layers=((16, 8),), threads=(1,), plan=Plan(min_samples=2, max_samples=2, budget_s=0.001))
+    base.update(kw)
+    return Sweep(**base)
+
+
+def test_resume_through_the_latest_link(tmp_path, monkeypatch, capsys):
+    """`--resume reports/latest` works on the run the link points at and leaves the link alone."""
+    monkeypatch.chdir(tmp_path)
+    run_dir, status = runner.run(runner.RunOptions(sweep=_tiny_sweep(), preset="t", report=False, progress=False))
+    assert status == 0
+    latest = tmp_path / "reports" / "latest"
+    assert latest.is_symlink() and latest.resolve() == run_dir.resolve()
+    rows = read_rows(run_dir).rows
+    # drop the last row, as if the run had been interrupted before it
+    lines = (run_dir / results.RESULTS_FILE).read_text().splitlines(keepends=True)
+    (run_dir / results.RESULTS_FILE).write_text("".join(lines[:-1]))
+    capsys.readouterr()
+    assert cli.main(["run", "--resume", "reports/latest", "--no-report", "--no-progress"]) == 0
+    assert latest.is_symlink() and latest.resolve() == run_dir.resolve()
+    assert sorted(r["case_id"] for r in read_rows(run_dir).rows) == sorted(r["case_id"] for r in rows)
+    env = results.read_env(run_dir)
+    assert len(env["sessions"]) == 2 and env["sessions"][0]["started_at"] <= env["sessions"][1]["started_at"]
+    assert env["run_id"] == run_dir.name
+
+
+def test_a_resumed_run_predicts_from_earlier_sessions(tmp_path):
+    """Extrapolation after a resume rests on the rates the earlier session measured, exactly as
+    in one uninterrupted run; a case that timed out earlier still stops larger ones."""
+    engine = engine_for(Sweep(max_case_s=1.0), tmp_path)
+    small = Case("numba-serial", "step", "float64", 16, 64, 64, 1)
+    big = Case("numba-serial", "step", "float64", 64, 512, 512, 1)  # 256x the FLOPs; 0.2 s per call
+    row = {"impl": small.impl, "pass": small.pass_, "dtype": small.dtype, "batch": small.batch,
+           "in_features": small.in_features, "out_features": small.out_features, "threads": 1}
+    engine.learn_from_rows([dict(row, status="ok", gflops=0.5), dict(row, batch=2, status="timeout", gflops=math.nan)])
+    assert engine.predict(big)["status"] == "extrapolated"
+    assert engine.timed_out[("numba-serial", "step", "float64", 1)][1] == "N=2 K=64 M=64"
+    assert engine.rates[("numba-serial", "step", "float64", 1)] == [(0.5, small.flops, "N=16 K=64 M=64")]
