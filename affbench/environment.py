@@ -45,14 +45,31 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
+def nominal_clock(info: dict[str, str]) -> tuple[float | None, str]:
+    """The base clock in GHz and where it came from: cpufreq's base_frequency, the "@ x.xxGHz"
+    of the model name, or (a VM's fixed clock, or the *current* clock on bare metal with
+    frequency scaling) /proc/cpuinfo's "cpu MHz"."""
+    import re
+
+    try:
+        khz = int(Path("/sys/devices/system/cpu/cpu0/cpufreq/base_frequency").read_text())
+        return round(khz / 1e6, 3), "cpufreq base_frequency"
+    except (OSError, ValueError):
+        pass
+    m = re.search(r"@\s*([0-9.]+)\s*GHz", info.get("model name", ""))
+    if m:
+        return float(m.group(1)), "model name"
+    try:
+        mhz = float(info.get("cpu MHz", ""))
+        return (round(mhz / 1000, 3), "cpu MHz in /proc/cpuinfo") if mhz else (None, "unknown")
+    except ValueError:
+        return None, "unknown"
+
+
 def cpu() -> dict[str, Any]:
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
-    mhz = None
-    try:
-        mhz = float(info.get("cpu MHz", "")) or None
-    except ValueError:
-        pass
+    ghz, clock_source = nominal_clock(info)
     physical = int(info["cpu cores"]) if info.get("cpu cores", "").isdigit() else None
     return {
         "model": info.get("model name") or platform.processor() or platform.machine(),
@@ -61,7 +78,8 @@ def cpu() -> dict[str, Any]:
         "avx2": "avx2" in flags,
         "fma": "fma" in flags,
         "avx512": "avx512f" in flags,
-        "nominal_ghz": round(mhz / 1000, 3) if mhz else None,
+        "nominal_ghz": ghz,
+        "clock_source": clock_source,
         "machine": platform.machine(),
     }
 
@@ -72,6 +90,13 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def peak_cores(cpu_info: dict[str, Any]) -> int:
+    """Cores that each bring their own FMA pipes: usable cores, but not hyper-thread siblings."""
+    logical = cpu_info.get("logical_cores") or usable_cores()
+    physical = cpu_info.get("physical_cores")
+    return min(logical, physical) if physical else logical
 
 
 def peak_gflops(cpu_info: dict[str, Any], cores: int) -> dict[str, Any]:
@@ -85,7 +110,8 @@ def peak_gflops(cpu_info: dict[str, Any], cores: int) -> dict[str, Any]:
         "float64": cores * per_cycle["float64"] * ghz,
         "float32": cores * per_cycle["float32"] * ghz,
         "how": (f"{cores} cores x {per_cycle['float64']} FP64 / {per_cycle['float32']} FP32 FLOPs per cycle "
-                f"(two {width} FMA pipes assumed) x {ghz} GHz nominal clock from /proc/cpuinfo; "
+                f"(two {width} FMA pipes assumed) x {ghz} GHz nominal clock "
+                f"({cpu_info.get('clock_source', '/proc/cpuinfo')}); "
                 "boost clocks can exceed it"),
     }
 
@@ -139,7 +165,7 @@ def collect(command: list[str] | None = None) -> dict[str, Any]:
         "command": " ".join(command if command is not None else sys.argv),
     }
     env.update(software())
-    env["peak_gflops"] = peak_gflops(c, c.get("logical_cores") or 1)
+    env["peak_gflops"] = peak_gflops(c, peak_cores(c))
     env["openblas_thread_timeout"] = blas_env.status()
     for fn in _collectors:
         env.update(fn())

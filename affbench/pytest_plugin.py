@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from . import blas_env, threads
+from . import blas_env, threads, warmup
 
 THREADS_ENV = "AFFBENCH_THREADS"
 _BLAS_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
@@ -111,23 +111,16 @@ def pools_for(impl: object, threads_: int) -> Iterator[dict[str, int]]:
 # --------------------------------------------------------------------------- warm-up
 @pytest.fixture(scope="session")
 def affbench_warm(affbench_threads: int) -> Callable[[Any, str], float]:
-    """``warm(impl, dtype)``: the first call of forward and backward for this (implementation,
-    dtype) in the session, on a small input of the same layout. Returns that first call's
-    seconds (the JIT compile or cache load), also on every later call."""
-    import numpy as np
-
+    """``warm(impl, dtype)``: the first calls of forward and backward for this (implementation,
+    dtype) in the session, on every probe size of affbench.warmup (so adaptive kernels compile
+    every code path before pytest-benchmark calibrates). Returns the compile or cache-load
+    seconds, also on every later call."""
     done: dict[tuple[str, str], float] = {}
 
     def warm(impl: Any, dtype: str) -> float:
         key = (impl.name, str(dtype))
         if key not in done:
-            rng = np.random.default_rng(0)
-            x, W, b, dout = (rng.standard_normal(s).astype(dtype) for s in ((3, 4), (4, 5), (5,), (3, 5)))
-            with pools_for(impl, affbench_threads):
-                start = time.perf_counter()
-                impl.forward(x, W, b)
-                impl.backward(x, W, dout)
-                done[key] = time.perf_counter() - start
+            done[key] = warmup.first_calls(impl, str(dtype), affbench_threads)
         return done[key]
 
     return warm

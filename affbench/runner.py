@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import environment, load, registry, results, threads
+from . import environment, load, registry, results, threads, warmup
 from .errors import UsageError
 from .protocol import _format_bytes, available_memory
 from .sweep import Case, Sweep, expand
@@ -37,9 +37,6 @@ RUN_FILE = "run.json"
 BASELINE = "numpy"
 LOCK_FILE = ".lock"
 DEFAULT_ROOT = Path("reports")
-#: Sizes whose first calls are timed as compile time: batch 1, small, and one large enough to
-#: take any parallel or blocked path an adaptive kernel has.
-COMPILE_PROBES = ((1, 16, 16), (16, 16, 16), (256, 256, 256))
 #: Bytes per element of a nested Python list of floats (8-byte pointer + 24-byte float).
 PY_FLOAT_BYTES = 32
 #: A prediction reaches at most this factor in FLOPs beyond the case it rests on: a rate
@@ -226,19 +223,7 @@ class Engine:
             if not getattr(impl, "jit", False):
                 continue
             for dt in dtypes:
-                total = 0.0
-                for N, K, M in COMPILE_PROBES:
-                    x, W, b, dout = make_inputs(N, K, M, dt)
-                    call = pass_call(impl, "step", x, W, b, dout)
-                    backend = threads.backend_of(impl)
-                    with threads.threads_for(backend, threads.max_threads(), self.o.isolate_threads):
-                        t0 = time.perf_counter()
-                        call()
-                        first = time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        call()
-                        second = time.perf_counter() - t0
-                    total += max(0.0, first - second)
+                total = warmup.first_calls(impl, dt, threads.max_threads(), self.o.isolate_threads)
                 self.compile_s[(name, dt)] = total
                 self.log(f"compiled {name} {dt} in {total:.2f} s")
 

@@ -13,21 +13,22 @@ from dataclasses import dataclass
 
 from .reference import flops
 
-#: The machine of shared/FACTS.md: 2 Zen 3 cores, two 256-bit FMA pipes each, nominal clock.
-CORES = 2
-NOMINAL_GHZ = 2.445
-FLOPS_PER_CYCLE = {"float64": 16, "float32": 32}  # per core: 2 pipes x FMA (2) x 4 or 8 lanes
-
 SUBJECT = "numba-tiled"
 BASELINE = "numpy"
 
 
-def peak_gflops(dtype: str, cores: int = CORES, ghz: float = NOMINAL_GHZ) -> float:
-    """Theoretical FMA peak in GFLOP/s (78.2 FP64 / 156.5 FP32 for 2 cores at 2.445 GHz).
+def peak_gflops(dtype: str, cpu: dict | None = None, cores: int | None = None) -> float:
+    """This machine's theoretical FMA peak in GFLOP/s (affbench.environment.peak_gflops; 78.2
+    FP64 / 156.5 FP32 on the 2-core 2.445 GHz machine of shared/FACTS.md); NaN when unknown.
 
     The boost clock is above the nominal one, so a kernel can measure above 100%.
     """
-    return cores * FLOPS_PER_CYCLE[str(dtype)] * ghz
+    from . import environment
+
+    info = cpu or environment.cpu()
+    peak = environment.peak_gflops(info, cores or environment.peak_cores(info))
+    value = peak.get(str(dtype))
+    return float(value) if value else math.nan
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,10 @@ def test_outcome_line_and_gflops():
 
 
 def test_peak_and_table():
-    assert math.isclose(peak_gflops("float64"), 2 * 16 * 2.445)
-    assert math.isclose(peak_gflops("float32"), 2 * 32 * 2.445)
+    zen3 = {"nominal_ghz": 2.445, "fma": True, "avx512": False}
+    assert math.isclose(peak_gflops("float64", zen3, 2), 2 * 16 * 2.445)
+    assert math.isclose(peak_gflops("float32", zen3, 2), 2 * 32 * 2.445)
+    assert math.isnan(peak_gflops("float64", {"nominal_ghz": None}, 2))
     cases = {(t.case, t.dtype, t.kind): t.limit for t in TARGETS}
     assert cases[("1024^3", "float32", "ratio")] == 1.25
     assert cases[("2048^3", "float64", "ratio")] == 1.6

@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 
-from .. import registry
+from .. import registry, warmup
 from ..errors import UsageError
 from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, select
 from ..threads import backend_of, max_threads, threads_for
@@ -31,15 +31,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, metavar="N", help="samples per kernel (default 7, --quick 3)")
 
 
+def peak_note() -> str:
+    from ..environment import cpu, peak_cores, peak_gflops as env_peak
+
+    info = cpu()
+    return env_peak(info, peak_cores(info))["how"]
+
+
 def _compile(impl) -> float:
-    """Run every code path once per dtype (serial, parallel, batch 1); seconds spent."""
-    t0 = time.perf_counter()
-    for dt in ("float32", "float64"):
-        for shape in ((1, 7, 5), (5, 7, 3), (100, 784, 50), (0, 3, 2)):
-            x, W, b, d = make_inputs(*shape, dt)
-            impl.forward(x, W, b)
-            impl.backward(x, W, d)
-    return time.perf_counter() - t0
+    """Every code path once per dtype (affbench.warmup); compile or cache-load seconds."""
+    return sum(warmup.first_calls(impl, dt) for dt in ("float32", "float64"))
 
 
 def _timed(impl, threads: int, x, W, b, d) -> Timed:
@@ -73,6 +74,8 @@ def execute(args: argparse.Namespace) -> int:
     need = max(t.threads for t in targets)
     if max_threads() < need:
         print(f"note: Numba's pool has {max_threads()} thread(s); targets ask for {need}", file=sys.stderr)
+    if args.samples is not None and args.samples < 3:
+        raise UsageError(f"--samples: {args.samples} is too few for a median; accepted: 3 or more")
     samples = args.samples or (3 if args.quick else 7)
     plan = Plan(min_sample_s=0.02, warmup_calls=1, min_samples=samples, max_samples=samples,
                 budget_s=0.0)
@@ -80,7 +83,7 @@ def execute(args: argparse.Namespace) -> int:
     subject = registry.get(SUBJECT)
     print(f"compiling {SUBJECT} ...", file=sys.stderr, flush=True)
     print(f"compile (first calls, both dtypes, all code paths): {_compile(subject):.2f} s")
-    print(f"peak = 2 cores x 16 FP64 / 32 FP32 FLOPs/cycle x 2.445 GHz: "
+    print(f"peak ({peak_note()}): "
           f"{peak_gflops('float64'):.1f} / {peak_gflops('float32'):.1f} GFLOP/s; "
           f"medians of {samples} round-robin samples per kernel\n")
     misses = 0
