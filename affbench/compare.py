@@ -38,7 +38,7 @@ from .results import KEY_COLUMNS
 DEFAULT_ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 2000
 #: env.json keys that differ between any two runs and say nothing about the machine.
-VOLATILE_ENV_KEYS = ("run_id", "started_at", "finished_at", "load.")
+VOLATILE_ENV_KEYS = ("run_id", "started_at", "finished_at", "load.", "compile_s.", "command", "sessions")
 
 
 # --------------------------------------------------------------------------- statistics

@@ -36,7 +36,7 @@ COLUMNS: dict[str, str] = {
     "numba_threads": "numba.get_num_threads() in effect while the case was timed",
     "blas_threads": "BLAS pool size in effect while the case was timed (threadpoolctl)",
     "status": "ok (measured), extrapolated (predicted, not run), skipped, failed, or timeout",
-    "compile_s": "seconds of the first call for this (impl, dtype) in this run: JIT compile (or cache load) time; never part of any sample",
+    "compile_s": "JIT compile (or cache load) seconds for this (impl, dtype): first calls minus second calls, summed over affbench.warmup's probe sizes, timed before verification; never part of any sample",
     "repeats": "calls per sample: enough for one sample to last well above the timer resolution",
     "n_samples": "number of samples taken",
     "median_s": "median seconds per call (per pass)",

@@ -33,6 +33,8 @@ from .timing import NOISE_CV_THRESHOLD, Timed, is_noisy, sample_round_robin, sum
 from .verify import make_inputs, verify
 
 RUN_FILE = "run.json"
+#: Without a terminal, a progress line this often.
+PROGRESS_EVERY_S = 15.0
 #: The implementation every other is compared with; never extrapolated.
 BASELINE = "numpy"
 LOCK_FILE = ".lock"
@@ -473,6 +475,15 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
 
         bar = tqdm(total=len(cases), initial=len(done), unit="case", disable=not options.progress,
                    dynamic_ncols=True, file=sys.stderr)
+        t_start, last, count = time.monotonic(), [time.monotonic()], [len(done)]
+
+        def progress_line() -> None:
+            count[0] += 1
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY_S or count[0] == len(cases):
+                last[0] = now
+                log(f"progress: {count[0]}/{len(cases)} cases, {now - t_start:.0f} s")
+
         try:
             for group in _groups(todo):
                 ok = [c for c in group if c.impl not in failed]
@@ -487,6 +498,8 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
                     def write(row: dict[str, Any]) -> None:
                         writer.append(row)
                         bar.update(1)
+                        if not options.progress:  # no terminal (CI, a pipe): a plain line now and then
+                            progress_line()
 
                     engine.time_group(ok, write)
         finally:

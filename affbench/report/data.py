@@ -49,6 +49,12 @@ def resolve_dir(path: str | Path) -> Path:
         raise ResultsError(f"{p}: no such run directory{hint}")
     if not p.is_dir():
         raise ResultsError(f"{p}: not a run directory (expected a directory holding {results.RESULTS_FILE})")
+    if p.is_symlink():  # reports/latest: name the run itself, which the link will stop pointing at
+        target = p.resolve()
+        try:
+            return target.relative_to(Path.cwd())
+        except ValueError:
+            return target
     return p
 
 

@@ -145,7 +145,7 @@ def speedup_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], passes: li
         cap = f"{pass_} pass: speedup of each implementation over {baseline}."
         if marked:
             cap += " Values marked *~ (extrapolated)* involve a predicted time."
-        blocks.append(Table(["dtype", "threads", "K→M", "N", *others], rows, caption=cap, marked_rows=set()))
+        blocks.append(Table(["dtype", "threads", "K→M", "N", *others], rows, caption=cap, marked_rows=marked))
     for impl, path in heatmaps.items():
         blocks.append(Image(path, f"Figure 3 ({impl}): speedup of {impl} over {baseline} across batch size × layer "
                                   "size (blue: faster, red: slower; hatched ~cells: extrapolated)."))
