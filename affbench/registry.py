@@ -15,6 +15,8 @@ from typing import Any
 from .protocol import AffineImpl
 
 ENTRY_POINT_GROUP = "affbench.implementations"
+#: The implementation every other is compared with (speedups, crossovers, targets).
+BASELINE = "numpy"
 
 _registry: dict[str, AffineImpl] = {}
 _loaded = False

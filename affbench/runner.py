@@ -29,14 +29,14 @@ from . import environment, load, registry, results, threads, warmup
 from .errors import UsageError
 from .protocol import _format_bytes, available_memory
 from .sweep import Case, Sweep, expand
-from .timing import NOISE_CV_THRESHOLD, Timed, is_noisy, sample_round_robin, summarize
+from .timing import NOISE_CV_THRESHOLD, Timed, clock_resolution, is_noisy, sample_round_robin, summarize
 from .verify import make_inputs, verify
 
 RUN_FILE = "run.json"
 #: Without a terminal, a progress line this often.
 PROGRESS_EVERY_S = 15.0
-#: The implementation every other is compared with; never extrapolated.
-BASELINE = "numpy"
+#: The baseline is never extrapolated: every speedup and crossover is relative to it.
+BASELINE = registry.BASELINE
 LOCK_FILE = ".lock"
 DEFAULT_ROOT = Path("reports")
 #: Bytes per element of a nested Python list of floats (8-byte pointer + 24-byte float).
@@ -422,6 +422,7 @@ def session_env(run_dir: Path, options: RunOptions, log: Callable[[str], None]) 
             env = {}
     if not env:
         env = dict(now)
+        env["clock_resolution_s"] = clock_resolution()
         env.update(run_id=run_dir.name, preset=options.preset, schema_version=results.SCHEMA_VERSION,
                    started_at=session["started_at"], noise_cv_threshold=NOISE_CV_THRESHOLD,
                    isolate_threads=options.isolate_threads, sweep=options.sweep.to_dict(), sessions=[])

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from . import reference
 from .errors import UsageError
 from .timing import Plan
+from .verify import DTYPES
 
 try:
     import tomllib
@@ -17,7 +18,6 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 PASSES = reference.PASSES
-DTYPES = ("float32", "float64")
 
 #: Layer sizes (in_features, out_features) from real networks.
 BOOK_LAYERS = ((784, 50), (50, 10))  # "Deep Learning from Scratch" TwoLayerNet

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from . import registry
 from .reference import flops
 
 SUBJECT = "numba-tiled"
-BASELINE = "numpy"
+BASELINE = registry.BASELINE
 
 
 def peak_gflops(dtype: str, cpu: dict | None = None, cores: int | None = None) -> float:

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from ..registry import BASELINE
 from ..results import ResultsError
 
 DEFAULT_DIR = Path("reports") / "latest"
@@ -41,7 +42,7 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.dir}: no such run directory (run `python -m affbench run` first, or name a run "
                          "directory: python -m affbench report reports/<run-id>)")
     try:
-        paths = build_report(args.dir, baseline=args.baseline or "numpy", out_dir=args.out,
+        paths = build_report(args.dir, baseline=args.baseline or BASELINE, out_dir=args.out,
                              require_baseline=args.baseline is not None)
     except (ResultsError, ReportError) as exc:
         raise UsageError(str(exc)) from None

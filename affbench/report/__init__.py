@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import results
+from ..registry import BASELINE
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -35,7 +36,7 @@ class ReportPaths(NamedTuple):
     warnings: list[str]
 
 
-def build_report(run_dir: str | Path, baseline: str = "numpy", out_dir: str | Path | None = None, *,
+def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | Path | None = None, *,
                  require_baseline: bool = False) -> ReportPaths:
     """Write report.md, report.html and figures/*.png for the run in ``run_dir``.
 
