@@ -17,7 +17,7 @@ from affbench.report.document import column_table_markdown
 from helpers.synthetic import crossover_batch, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["Warnings", "Environment", "Verification", "Results: forward pass", "Results: backward pass",
+SECTIONS = ["Who wins where", "Warnings", "Environment", "Verification", "Results: forward pass", "Results: backward pass",
             "Speedup over numpy", "Crossover points", "Throughput (GFLOP/s)", "Thread scaling", "Compile times",
             "Noisy cases", "Extrapolated cases (predictions, not measurements)",
             "Failed, timed-out and skipped cases"]
@@ -254,3 +254,16 @@ def test_torn_last_line_is_dropped_and_reported(good_run, capsys):
     assert cli.main(["report", str(good_run)]) == 0
     assert "last line was cut off" in (good_run / "report.md").read_text()
     assert path.read_bytes() == data[:-40]  # report repairs nothing on disk
+
+
+def test_winners_names_the_fastest_measured_implementation():
+    import pandas as pd
+
+    from affbench.report import tables
+
+    rows = [dict(impl=i, status=st, median_s=t, **{"pass": "step"}, dtype="float64", threads=2, batch=1,
+                 in_features=8, out_features=4) for i, st, t in
+            [("numpy", "ok", 2.0), ("numba-tiled", "ok", 1.0), ("naive", "extrapolated", 0.1)]]
+    w = tables.winners(pd.DataFrame(rows), "step", "float64", 2, "numpy")
+    (r,) = w.to_dict("records")
+    assert r["impl"] == "numba-tiled" and r["speedup"] == 2.0  # the predicted 0.1 s never wins

@@ -98,6 +98,7 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     if warns:
         blocks.append(Heading("Warnings"))
         blocks += [Warning(w) for w in warns]
+    blocks += sections.summary_blocks(df, baseline)
     blocks += sections.environment_blocks(run)
     blocks += sections.verification_blocks(run)
     for p in passes:

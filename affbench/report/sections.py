@@ -291,3 +291,28 @@ def regenerate_blocks(run: Run) -> list[Block]:
                      "env.json alone (`--baseline IMPL` for another baseline, `--out DIR` to write elsewhere).",
                      f"`python -m affbench compare {d} OTHER_RUN` compares two runs case by case.",
                      "reports/README.md explains every column and figure."])]
+
+
+def summary_blocks(df: pd.DataFrame, baseline: str) -> list[Block]:
+    """Who wins where, first: the fastest measured implementation per layer and batch size."""
+    threads = tables.main_threads(df)
+    passes = [p for p in ("step", "forward", "backward") if p in set(df["pass"])]
+    if threads is None or not passes:
+        return []
+    pass_ = passes[0]
+    blocks: list[Block] = [Heading("Who wins where"), Para(
+        f"The fastest **measured** implementation for each layer and batch size ({pass_} pass, "
+        f"{threads} thread(s)), with its speedup over {baseline}. Predicted (extrapolated) times "
+        "never win here; the sections below give every number.")]
+    for dtype in [d for d in ("float32", "float64") if d in set(df["dtype"])]:
+        w = tables.winners(df, pass_, dtype, threads, baseline)
+        if w.empty:
+            continue
+        batches = sorted(w["batch"].unique())
+        rows = []
+        for (k, m), g in w.groupby(["in_features", "out_features"], sort=False):
+            cells = {int(r["batch"]): (r["impl"] if r["impl"] == baseline or math.isnan(r["speedup"])
+                                       else f"{r['impl']} {fmt.ratio(r['speedup'])}") for _, r in g.iterrows()}
+            rows.append([f"{k}→{m}", *[cells.get(int(b), "") for b in batches]])
+        blocks.append(Table(["K→M", *[f"N={int(b)}" for b in batches]], rows, caption=f"{dtype}"))
+    return blocks

@@ -294,3 +294,16 @@ def _blas_text(b: Mapping[str, Any]) -> str:
         parts.append(str(b["version"]))
     extra = [f"{k} {b[k]}" for k in ("num_threads", "threading_layer", "architecture") if b.get(k) is not None]
     return " ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
+
+
+def winners(df: pd.DataFrame, pass_: str, dtype: str, threads: int, baseline: str) -> pd.DataFrame:
+    """Fastest *measured* implementation per (layer, batch) of one pass, dtype and thread count,
+    with its speedup over the baseline (NaN where the baseline was not measured)."""
+    t = df[(df["status"] == "ok") & (df["pass"] == pass_) & (df["dtype"] == dtype) & (df["threads"] == threads)]
+    rows = []
+    for (k, m, n), g in t.groupby(["in_features", "out_features", "batch"], sort=True):
+        best = g.loc[g["median_s"].idxmin()]
+        base = g[g["impl"] == baseline]["median_s"]
+        speedup = float(base.iloc[0] / best["median_s"]) if len(base) else math.nan
+        rows.append({"in_features": k, "out_features": m, "batch": n, "impl": best["impl"], "speedup": speedup})
+    return pd.DataFrame(rows, columns=["in_features", "out_features", "batch", "impl", "speedup"])
