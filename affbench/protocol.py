@@ -50,7 +50,7 @@ def available_memory() -> int | None:
         return None
 
 
-def _format_bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -80,8 +80,8 @@ def require_memory(pass_: str, allocations: list[tuple[str, tuple[int, ...], np.
     if avail is not None and total > avail:
         listing = ", ".join(f"{what} {tuple(shape)} {np.dtype(dtype)}" for what, shape, dtype in allocations)
         raise ValueError(
-            f"{pass_} would allocate {_format_bytes(total)} ({listing}) "
-            f"but only {_format_bytes(avail)} of memory is available"
+            f"{pass_} would allocate {format_bytes(total)} ({listing}) "
+            f"but only {format_bytes(avail)} of memory is available"
         )
 
 

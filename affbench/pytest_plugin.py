@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator

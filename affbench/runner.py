@@ -10,35 +10,28 @@ Order of work for one run:
 
 from __future__ import annotations
 
-import fcntl
-import json
 import math
-import os
 import signal
 import sys
 import time
 import tracemalloc
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from . import environment, load, registry, results, threads, warmup
-from .errors import UsageError
-from .protocol import _format_bytes, available_memory
+from .protocol import available_memory, format_bytes
+from .rundir import DEFAULT_ROOT, RunOptions, locked, point_latest, prepare
 from .sweep import Case, Sweep, expand
 from .timing import NOISE_CV_THRESHOLD, Timed, clock_resolution, is_noisy, sample_round_robin, summarize
 from .verify import make_inputs, verify
 
-RUN_FILE = "run.json"
 #: Without a terminal, a progress line this often.
 PROGRESS_EVERY_S = 15.0
 #: The baseline is never extrapolated: every speedup and crossover is relative to it.
 BASELINE = registry.BASELINE
-LOCK_FILE = ".lock"
-DEFAULT_ROOT = Path("reports")
 #: Bytes per element of a nested Python list of floats (8-byte pointer + 24-byte float).
 PY_FLOAT_BYTES = 32
 #: A prediction reaches at most this factor in FLOPs beyond the case it rests on: a rate
@@ -61,61 +54,6 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-@dataclass
-class RunOptions:
-    sweep: Sweep
-    preset: str = "default"
-    out: Path | None = None
-    resume: Path | None = None
-    isolate_threads: bool = True
-    report: bool = True
-    progress: bool = True
-    command: list[str] = field(default_factory=lambda: list(sys.argv))
-
-
-# --------------------------------------------------------------------------- run directory
-def new_run_dir(root: Path, preset: str) -> Path:
-    """A fresh directory; mkdir fails if it exists, so two runs never share one."""
-    root.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    for n in range(1, 1000):
-        d = root / (f"{stamp}-{preset}" + (f"-{n}" if n > 1 else ""))
-        try:
-            d.mkdir()
-            return d
-        except FileExistsError:
-            continue
-    raise UsageError(f"could not create a new run directory under {root}")
-
-
-def point_latest(run_dir: Path) -> None:
-    """<root>/latest -> run_dir, replaced atomically."""
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest-{os.getpid()}"
-    try:
-        if tmp.is_symlink():
-            tmp.unlink()
-        tmp.symlink_to(run_dir.name)
-        os.replace(tmp, link)
-    except OSError:
-        pass  # a filesystem without symlinks: the run itself is unaffected
-
-
-@contextmanager
-def locked(run_dir: Path) -> Iterator[None]:
-    fh = open(run_dir / LOCK_FILE, "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise UsageError(f"{run_dir}: another affbench run is writing this directory") from None
-    try:
-        yield
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
 
 
 @contextmanager
@@ -239,8 +177,8 @@ class Engine:
             impl = self.impls[case.impl]
             need = case_bytes(case, bool(getattr(impl, "slow", False)))
             if avail is not None and need > 0.8 * avail:
-                write(self.row(case, "skipped", error=f"not enough memory: needs about {_format_bytes(need)}, "
-                                                      f"{_format_bytes(avail)} available"))
+                write(self.row(case, "skipped", error=f"not enough memory: needs about {format_bytes(need)}, "
+                                                      f"{format_bytes(avail)} available"))
                 continue
             slower = self.timed_out.get((case.impl, case.pass_, case.dtype, case.threads))
             if slower is not None and case.flops >= slower[0]:
@@ -352,41 +290,6 @@ def _groups(cases: list[Case]) -> list[list[Case]]:
 def _select_impls(sweep: Sweep) -> dict[str, Any]:
     names = list(sweep.impls) if sweep.impls else registry.names()
     return {n: registry.get(n) for n in names}
-
-
-def prepare(options: RunOptions) -> tuple[Path, RunOptions]:
-    """The run directory (new, or the one to resume) and the options to run it with."""
-    if options.resume is not None:
-        d = Path(options.resume).resolve()  # reports/latest is a link: work on what it points at
-        meta = d / RUN_FILE
-        if not meta.exists():
-            raise UsageError(f"--resume: {d} is not an affbench run directory (no {RUN_FILE})")
-        try:
-            saved = json.loads(meta.read_text())
-            sweep = Sweep.from_dict(saved["sweep"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"--resume: {meta}: unreadable ({exc})") from None
-        csv_path = d / results.RESULTS_FILE
-        if csv_path.exists() and b"\n" not in csv_path.read_bytes()[:65536]:
-            csv_path.unlink()  # killed before its header was complete: no case had finished
-        if csv_path.exists():
-            try:
-                results.read_rows(d)
-            except results.ResultsError as exc:
-                raise UsageError(f"--resume: {exc}") from None
-        return d, RunOptions(sweep=sweep, preset=saved.get("preset", "?"), out=d, resume=d,
-                             isolate_threads=saved.get("isolate_threads", True), report=options.report,
-                             progress=options.progress, command=options.command)
-    if options.out is not None:
-        d = Path(options.out)
-        if d.exists() and any(d.iterdir()):
-            raise UsageError(f"--out: {d} exists and is not empty (results are never overwritten; use --resume to complete it)")
-        d.mkdir(parents=True, exist_ok=True)
-    else:
-        d = new_run_dir(DEFAULT_ROOT, options.preset)
-    (d / RUN_FILE).write_text(json.dumps({"sweep": options.sweep.to_dict(), "preset": options.preset,
-                                          "isolate_threads": options.isolate_threads}, indent=2) + "\n")
-    return d, options
 
 
 def run(options: RunOptions) -> tuple[Path, int]:

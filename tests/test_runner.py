@@ -9,7 +9,6 @@ interruption tests need a real process to signal; everything else runs in-proces
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import math
 import os
@@ -24,7 +23,7 @@ import numba
 import numpy as np
 import pytest
 
-from affbench import cli, load, registry, results, runner
+from affbench import cli, load, registry, results, runner, rundir
 from affbench.protocol import KernelImpl
 from affbench.results import COLUMNS, STATUSES, read_rows
 from affbench.sweep import Case, Sweep, expand
@@ -50,7 +49,7 @@ def child_env() -> dict[str, str]:
 
 
 def expected_case_ids(run_dir: Path) -> set[str]:
-    sweep = Sweep.from_dict(json.loads((run_dir / runner.RUN_FILE).read_text())["sweep"])
+    sweep = Sweep.from_dict(json.loads((run_dir / rundir.RUN_FILE).read_text())["sweep"])
     impls = {n: registry.get(n) for n in sweep.impls}
     return {c.case_id for c in expand(sweep, impls, max_threads())}
 
@@ -213,12 +212,12 @@ def test_a_signal_during_the_end_of_run_check_is_handled_too(tmp_path, monkeypat
 
 def test_resume_refused_while_another_process_holds_the_lock(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    runner.prepare(runner.RunOptions(sweep=Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",),
+    rundir.prepare(runner.RunOptions(sweep=Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",),
                                                  batches=(1,), layers=((8, 4),), threads=(1,)), out=out))
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time\n"
          "f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
-         str(out / runner.LOCK_FILE)], stdout=subprocess.PIPE, text=True)
+         str(out / rundir.LOCK_FILE)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         monkeypatch.chdir(tmp_path)
@@ -239,7 +238,7 @@ def test_resume_checks_its_directory(tmp_path, monkeypatch, capsys):
     assert "is not an affbench run directory" in capsys.readouterr().err
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / runner.RUN_FILE).write_text("{not json")
+    (bad / rundir.RUN_FILE).write_text("{not json")
     assert cli.main(["run", "--resume", str(bad)]) == 2
     assert "unreadable" in capsys.readouterr().err
     assert cli.main(["run", "--resume", str(bad), "--out", str(tmp_path / "x")]) == 2
@@ -252,9 +251,9 @@ def test_resume_after_a_kill_before_the_header_was_complete(tmp_path):
     out = tmp_path / "run"
     opts = runner.RunOptions(sweep=Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",),
                                          batches=(1,), layers=((8, 4),), threads=(1,)), out=out)
-    runner.prepare(opts)
+    rundir.prepare(opts)
     (out / results.RESULTS_FILE).write_bytes(b"schema_version,case_id,im")
-    d, resumed = runner.prepare(runner.RunOptions(sweep=Sweep(), resume=out))
+    d, resumed = rundir.prepare(runner.RunOptions(sweep=Sweep(), resume=out))
     assert d == out and resumed.sweep == opts.sweep
     assert not (out / results.RESULTS_FILE).exists()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+
 
 from .. import registry, warmup
 from ..errors import UsageError

@@ -22,7 +22,6 @@ from .. import registry, runner
 from ..errors import UsageError
 from ..sweep import DTYPES, PASSES, PRESETS, Sweep, load_config, parse_layer, parse_positive_int, parse_threads, preset
 from ..threads import max_threads
-from ..timing import Plan
 from .options import choose, split_list
 
 

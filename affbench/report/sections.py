@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import crossover, fmt, tables
 from .data import Run
-from .document import Block, Bullets, Heading, Image, Para, Table, Warning
+from .document import Block, Bullets, Heading, Image, Para, Table
 
 EXTRAP_NOTE = ("Rows marked *~ … (extrapolated)* are **predictions** from smaller measured sizes, not "
                "measurements; the `error` column of results.csv says what each prediction was based on.")
