@@ -25,8 +25,10 @@ LOADAVG_PER_CORE_LIMIT = 0.5
 #: Other processes using more than this many cores per usable core (at start, end, or on average
 #: over the run) is reported: on 2 cores, half a core busy elsewhere already delays a 2-thread case.
 BACKGROUND_PER_CORE_LIMIT = 0.25
-#: More than this fraction of noisy cases is reported.
-NOISY_SHARE_LIMIT = 0.2
+#: More than this fraction of noisy cases is reported. On this 2-core machine the default preset
+#: flags 22-28% of its cases noisy when idle (µs-scale 2-thread cases with 4 samples jitter)
+#: and 52% with other jobs running; other processes' CPU use is the direct detector.
+NOISY_SHARE_LIMIT = 0.4
 
 
 def loadavg() -> float | None:
