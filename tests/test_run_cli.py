@@ -117,10 +117,10 @@ def test_unknown_config_key(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("body, option", [
-    ("batch = [0]\n", "--batch"),
-    ('layer = ["784x50"]\n', "--layer"),
-    ('impl = ["fast"]\n', "--impl"),
-    ("threads = [99]\n", "--threads"),
+    ("batch = [0]\n", "--config sweep.toml: batch:"),  # named as the file's key, not the option
+    ('layer = ["784x50"]\n', "--config sweep.toml: layer:"),
+    ('impl = ["fast"]\n', "--config sweep.toml: impl:"),
+    ("threads = [99]\n", "--config sweep.toml: threads:"),
     ("budget = -1\n", "--budget"),
     ('budget = "soon"\n', "--budget"),
     ("min_samples = 0\n", "--config min_samples"),

@@ -75,19 +75,33 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
             return cli_value
         return _as_list(config[key]) if key in config else None
 
+    def axis(cli_value, key, option, parse):
+        """Parse one axis; a bad value from the file is named as the file's key, not the option."""
+        values = pick(cli_value, key)
+        try:
+            return parse(values)
+        except UsageError as exc:
+            if cli_value or values is None:
+                raise
+            raise UsageError(str(exc).replace(option, f"--config {args.config}: {key}", 1)) from None
+
     changes: dict[str, Any] = {}
-    if (v := choose("--impl", pick(args.impl, "impl"), known_impls)) is not None:
+    if (v := axis(args.impl, "impl", "--impl", lambda x: choose("--impl", x, known_impls))) is not None:
         changes["impls"] = tuple(v)
-    if (v := choose("--pass", pick(args.passes, "pass"), PASSES)) is not None:
+    if (v := axis(args.passes, "pass", "--pass", lambda x: choose("--pass", x, PASSES))) is not None:
         changes["passes"] = tuple(v)
-    if (v := choose("--dtype", pick(args.dtype, "dtype"), DTYPES)) is not None:
+    if (v := axis(args.dtype, "dtype", "--dtype", lambda x: choose("--dtype", x, DTYPES))) is not None:
         changes["dtypes"] = tuple(v)
-    if (v := split_list(pick(args.batch, "batch"))) is not None:
-        changes["batches"] = tuple(dict.fromkeys(parse_positive_int("--batch", b) for b in v))
-    if (v := split_list(pick(args.layer, "layer"))) is not None:
-        changes["layers"] = tuple(dict.fromkeys(parse_layer(s) for s in v))
-    if (v := split_list(pick(args.threads, "threads"))) is not None:
-        changes["threads"] = tuple(dict.fromkeys(parse_threads(t, limit) for t in v))
+
+    def each(parse):
+        return lambda x: None if (v := split_list(x)) is None else tuple(dict.fromkeys(parse(i) for i in v))
+
+    if (v := axis(args.batch, "batch", "--batch", each(lambda b: parse_positive_int("--batch", b)))) is not None:
+        changes["batches"] = v
+    if (v := axis(args.layer, "layer", "--layer", each(parse_layer))) is not None:
+        changes["layers"] = v
+    if (v := axis(args.threads, "threads", "--threads", each(lambda t: parse_threads(t, limit)))) is not None:
+        changes["threads"] = v
     for key, opt, attr in (("batches", "--batch", "batch"), ("layers", "--layer", "layer"),
                            ("threads", "--threads", "threads"), ("impls", "--impl", "impl")):
         if key in changes and not changes[key]:
