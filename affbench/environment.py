@@ -129,16 +129,23 @@ def git_commit() -> str | None:
         return None
 
 
+def numba_threading_layer() -> str:
+    """The layer Numba's parallel code runs on (omp, tbb, workqueue), once one was chosen."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel function has run yet
+        return f"not yet chosen (config: {numba.config.THREADING_LAYER})"
+
+
 def software() -> dict[str, Any]:
     import llvmlite
     import numba
     import numpy
     from threadpoolctl import threadpool_info
 
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel function has run yet
-        layer = f"not yet chosen (config: {numba.config.THREADING_LAYER})"
+    layer = numba_threading_layer()
     return {
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from . import blas_env, threads, warmup
+from . import blas_env, environment, threads, warmup
 
 THREADS_ENV = "AFFBENCH_THREADS"
 _BLAS_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
@@ -72,15 +72,6 @@ def blas_info() -> list[dict[str, Any]]:
     return sorted(libs, key=lambda lib: (str(lib.get("user_api")), str(lib.get("prefix")), str(lib.get("filepath"))))
 
 
-def threading_layer() -> str:
-    import numba
-
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel region has run yet
-        return f"not started (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
-
-
 @pytest.fixture(scope="session")
 def affbench_threads() -> Iterator[int]:
     """Set Numba's and BLAS's thread counts for the whole session; yield the count."""
@@ -92,7 +83,7 @@ def affbench_threads() -> Iterator[int]:
     numba.set_num_threads(n)  # also starts Numba's threading layer, so it can be recorded
     with threadpool_limits(limits=n, user_api="blas"):
         _state.update(threads=n, numba_num_threads=numba.get_num_threads(), blas_threads=threads.blas_threads(),
-                      numba_threading_layer=threading_layer(), blas=blas_info())
+                      numba_threading_layer=environment.numba_threading_layer(), blas=blas_info())
         try:
             yield n
         finally:
@@ -148,7 +139,7 @@ def runtime_info() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "numba": numba.__version__,
         "llvmlite": llvmlite.__version__,
-        "numba_threading_layer": _state.get("numba_threading_layer") or threading_layer(),
+        "numba_threading_layer": _state.get("numba_threading_layer") or environment.numba_threading_layer(),
         "numba_num_threads": _state.get("numba_num_threads", threads),
         "numba_pool_size": int(numba.config.NUMBA_NUM_THREADS),
         "affbench_threads": threads,
