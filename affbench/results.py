@@ -184,21 +184,6 @@ def _typed(raw: Mapping[str, str]) -> dict[str, Any]:
     return row
 
 
-def load_frame(directory: str | Path):
-    """results.csv as a pandas DataFrame (samples_s as lists)."""
-    import pandas as pd
-
-    return pd.DataFrame(read_rows(directory).rows, columns=list(COLUMNS))
-
-
-def finished_case_ids(directory: str | Path) -> set[str]:
-    """Cases a resumed run must not redo: every row already written (whatever its status)."""
-    path = Path(directory) / RESULTS_FILE
-    if not path.exists() or path.stat().st_size == 0:
-        return set()
-    return {r["case_id"] for r in read_rows(path).rows}
-
-
 def write_env(directory: str | Path, env: Mapping[str, Any]) -> None:
     Path(directory, ENV_FILE).write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -207,7 +207,3 @@ def expand(sweep: Sweep, impl_objects: Mapping[str, Any], max_threads: int) -> l
             for t in ts:
                 cases.append(Case(name, pass_, dtype, batch, k, m, t))
     return cases
-
-
-def with_overrides(base: Sweep, **changes: Any) -> Sweep:
-    return replace(base, **{k: v for k, v in changes.items() if v is not None})

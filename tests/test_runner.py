@@ -523,7 +523,7 @@ def test_the_report_shows_the_load_warnings(tmp_path):
                   "status": "ok", "median_s": 1e-5, "samples_s": [1e-5]})
     results.write_env(out, {"load": {"warnings": ["other processes used 1.50 of 2 cores on average during the run"]}})
     run = load_run(out)
-    shown = warnings_for(run, results.load_frame(out), "numpy", True)
+    shown = warnings_for(run, run.frame(), "numpy", True)
     assert any("other processes used 1.50 of 2 cores" in w for w in shown)
 
 

@@ -9,8 +9,7 @@ import pytest
 from affbench import registry, runner
 from affbench.errors import UsageError
 from affbench.sweep import (PRESETS, Case, Sweep, expand, load_config, parse_layer, parse_positive_int,
-                            parse_threads, preset, resolve_threads, uses_threads, with_overrides)
-from affbench.timing import Plan
+                            parse_threads, preset, resolve_threads, uses_threads)
 
 FAKE_IMPLS = {
     "py": SimpleNamespace(name="py", backend="python"),
@@ -190,7 +189,3 @@ def test_quick_preset_really_is_small():
     assert max(c.flops for c in cases) * 10 < max(c.flops for c in default)
 
 
-def test_with_overrides_ignores_none():
-    base = Sweep()
-    s = with_overrides(base, batches=(3,), layers=None, plan=Plan(min_samples=2))
-    assert s.batches == (3,) and s.layers == base.layers and s.plan.min_samples == 2
