@@ -4,6 +4,7 @@ Public face: :class:`Affine` (the book's layer on any implementation) and :mod:`
 """
 
 from . import blas_env  # noqa: F401  (first: sets what OpenBLAS reads when NumPy loads it)
+from . import malloc_env  # noqa: F401  (pins glibc's malloc thresholds: see malloc_env.py)
 from . import registry
 from .layer import Affine
 from .protocol import AffineImpl, KernelImpl

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, blas_env
+from . import __version__, blas_env, malloc_env
 
 _collectors: list[Callable[[], dict[str, Any]]] = []
 
@@ -174,6 +174,7 @@ def collect(command: list[str] | None = None) -> dict[str, Any]:
     env.update(software())
     env["peak_gflops"] = peak_gflops(c, peak_cores(c))
     env["openblas_thread_timeout"] = blas_env.status()
+    env["malloc"] = malloc_env.status()
     for fn in _collectors:
         env.update(fn())
     return env

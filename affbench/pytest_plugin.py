@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from . import blas_env, environment, threads, warmup
+from . import blas_env, environment, malloc_env, threads, warmup
 
 THREADS_ENV = "AFFBENCH_THREADS"
 _BLAS_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
@@ -146,6 +146,7 @@ def runtime_info() -> dict[str, Any]:
         "blas": libs,
         "blas_threads": blas_threads,
         "openblas_thread_timeout": blas_env.status(),
+        "malloc": malloc_env.status(),
     }
 
 

@@ -361,6 +361,9 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
     if not env["openblas_thread_timeout"]["in_effect"]:
         log("WARNING: NumPy was imported before affbench, so OPENBLAS_THREAD_TIMEOUT was not applied: "
             "OpenBLAS workers may spin into the next Numba kernel (see affbench/blas_env.py)")
+    if not env.get("malloc", {}).get("pinned"):
+        log(f"note: glibc malloc thresholds not pinned ({env.get('malloc', {}).get('why_not')}): a pass's allocations "
+            "may page-fault or not depending on earlier cases (see affbench/malloc_env.py)")
     start_load = load.snapshot()
 
     writer = results.ResultsWriter(run_dir)

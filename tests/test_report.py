@@ -267,3 +267,14 @@ def test_winners_names_the_fastest_measured_implementation():
     w = tables.winners(pd.DataFrame(rows), "step", "float64", 2, "numpy")
     (r,) = w.to_dict("records")
     assert r["impl"] == "numba-tiled" and r["speedup"] == 2.0  # the predicted 0.1 s never wins
+
+
+def test_environment_table_names_the_allocator_and_openblas_settings():
+    rows = dict(tables.env_summary({
+        "openblas_thread_timeout": {"value": "20", "in_effect": False},
+        "malloc": {"pinned": True, "mmap_threshold": 32 << 20, "trim_threshold": 64 << 20},
+    }))
+    assert rows["OPENBLAS_THREAD_TIMEOUT"] == "20 (set too late: not in effect)"
+    assert rows["glibc malloc thresholds"] == "pinned: mmap above 32 MiB, trim above 64 MiB"
+    rows = dict(tables.env_summary({"malloc": {"pinned": False, "why_not": "AFFBENCH_PIN_MALLOC=0"}}))
+    assert rows["glibc malloc thresholds"] == "glibc's dynamic defaults (AFFBENCH_PIN_MALLOC=0)"

@@ -258,6 +258,14 @@ def env_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:
     ev = get("env_vars")
     if isinstance(ev, Mapping) and ev:
         add("environment variables", ", ".join(f"{k}={'(unset)' if v is None else v}" for k, v in ev.items()))
+    ot = get("openblas_thread_timeout")
+    if isinstance(ot, Mapping) and ot:
+        add("OPENBLAS_THREAD_TIMEOUT", f"{ot.get('value')}" + ("" if ot.get("in_effect", True) else " (set too late: not in effect)"))
+    heap = get("malloc")
+    if isinstance(heap, Mapping) and heap:
+        add("glibc malloc thresholds", f"pinned: mmap above {heap.get('mmap_threshold', 0) >> 20} MiB, trim above "
+            f"{heap.get('trim_threshold', 0) >> 20} MiB" if heap.get("pinned")
+            else f"glibc's dynamic defaults ({heap.get('why_not')})")
     add("noise threshold (cv)", get("noise_cv_threshold"))
     load = get("load")
     if isinstance(load, Mapping) and load:
