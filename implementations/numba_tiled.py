@@ -250,6 +250,167 @@ _ukr_thin4 = _make_ukernel(1, NV_THIN[2])
 
 
 # ------------------------------------------------------------------------- packing
+def _vec_helpers(context, builder, ety):
+    """(VL, vector type, pointer type, mask type, masked load, masked store) for element type ety."""
+    i32 = ir.IntType(32)
+    isz = context.get_abi_sizeof(ety)
+    VL = 32 // isz
+    vty = ir.VectorType(ety, VL)
+    vpt = vty.as_pointer()
+    mty = ir.VectorType(ir.IntType(1), VL)
+    sfx = "v%d%s" % (VL, "f64" if isz == 8 else "f32")
+    mload = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vpt, i32, mty, vty]), "llvm.masked.load.%s.p0" % sfx)
+    mstore = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vty, vpt, i32, mty]), "llvm.masked.store.%s.p0" % sfx)
+    return VL, isz, vty, vpt, mload, mstore
+
+
+def _lane_masks(builder, VL, nv, count):
+    """Masks of the lanes v*VL + l < count, one per vector v (count: i64)."""
+    i64 = ir.IntType(64)
+    i32 = ir.IntType(32)
+    splat0 = ir.Constant(ir.VectorType(i32, VL), None)
+    cv = builder.shuffle_vector(
+        builder.insert_element(ir.Constant(ir.VectorType(i64, VL), ir.Undefined), count, ir.Constant(i32, 0)),
+        ir.Constant(ir.VectorType(i64, VL), ir.Undefined), splat0)
+    return [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, VL), [v * VL + l for l in range(VL)]), cv)
+            for v in range(nv)]
+
+
+def _make_pack_rows(nv: int):
+    """An intrinsic packing rows of B into an NR-wide panel (NR = nv vectors), zero padded.
+
+    pack_rows(kc, B, bo, ldb, P, po, ncols, db, dbo, sum_db):
+      P.flat[po + p*NR + c] = B.flat[bo + p*ldb + c] for c < ncols, 0 for ncols <= c < NR, p < kc;
+      sum_db: db.flat[dbo + c] += sum over p of B.flat[bo + p*ldb + c] (c < ncols).
+    Vector loads (masked when ncols < NR: nothing outside the columns is read) and aligned
+    vector stores: one load and one store per vector instead of a scalar loop per element.
+    P.flat[po] must be 32-byte aligned.
+    """
+
+    @intrinsic
+    def pack_rows(typingctx, kc, B, bo, ldb, P, po, ncols, db, dbo, sum_db):
+        sig = types.void(kc, B, bo, ldb, P, po, ncols, db, dbo, sum_db)
+
+        def codegen(context, builder, sig, args):
+            kc, B, bo, ldb, P, po, ncols, db, dbo, sum_db = args
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+            ety = context.get_value_type(sig.args[1].dtype)
+            VL, isz, vty, vpt, mload, mstore = _vec_helpers(context, builder, ety)
+            NR = nv * VL
+            cast = lambda v: builder.sext(v, i64) if v.type.width < 64 else v  # noqa: E731
+            kc, bo, ldb, po, ncols, dbo = map(cast, (kc, bo, ldb, po, ncols, dbo))
+            data = lambda k, v: context.make_array(sig.args[k])(context, builder, v).data  # noqa: E731
+            pB = builder.gep(data(1, B), [bo])
+            pP = builder.gep(data(4, P), [po])
+            pD = builder.gep(data(7, db), [dbo])
+            zero = ir.Constant(vty, None)
+            align = ir.Constant(i32, isz)
+            masks = _lane_masks(builder, VL, nv, ncols)
+            full = builder.icmp_signed(">=", ncols, ir.Constant(i64, NR))
+            sums = [cgutils.alloca_once_value(builder, zero) for _ in range(nv)]
+            do_sum = builder.icmp_unsigned("!=", sum_db, ir.Constant(sum_db.type, 0))
+
+            def loop(masked):
+                with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kc, ir.Constant(i64, 1)) as (p, _):
+                    src = builder.gep(pB, [builder.mul(p, ldb)])
+                    dst = builder.gep(pP, [builder.mul(p, ir.Constant(i64, NR))])
+                    for v in range(nv):
+                        sp = builder.bitcast(builder.gep(src, [ir.Constant(i64, v * VL)]), vpt)
+                        val = builder.call(mload, [sp, align, masks[v], zero]) if masked else builder.load(sp, align=isz)
+                        builder.store(val, builder.bitcast(builder.gep(dst, [ir.Constant(i64, v * VL)]), vpt), align=32)
+                        with builder.if_then(do_sum):
+                            builder.store(builder.fadd(builder.load(sums[v]), val), sums[v])
+
+            with builder.if_else(full, likely=True) as (f, m):
+                with f:
+                    loop(False)
+                with m:
+                    loop(True)
+            with builder.if_then(do_sum):
+                for v in range(nv):
+                    dp = builder.bitcast(builder.gep(pD, [ir.Constant(i64, v * VL)]), vpt)
+                    old = builder.call(mload, [dp, align, masks[v], zero])
+                    builder.call(mstore, [builder.fadd(old, builder.load(sums[v])), dp, align, masks[v]])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return pack_rows
+
+
+def _transpose(builder, rows, VL):
+    """Transpose VL vectors of VL lanes (out[i][k] = rows[k][i]) by swapping off-diagonal
+    w x w blocks for w = VL/2 ... 1: log2(VL) rounds of VL/2 two-input shuffles per pair."""
+    v = list(rows)
+    w = VL // 2
+    while w >= 1:
+        for i in range(VL):
+            if i & w:
+                continue
+            j = i | w
+            lo = [k if not (k & w) else VL + k - w for k in range(VL)]
+            hi = [k + w if not (k & w) else VL + k for k in range(VL)]
+            v[i], v[j] = builder.shuffle_vector(v[i], v[j], ir.Constant(ir.VectorType(ir.IntType(32), VL), lo)), \
+                builder.shuffle_vector(v[i], v[j], ir.Constant(ir.VectorType(ir.IntType(32), VL), hi))
+        w //= 2
+    return v
+
+
+def _make_pack_cols(nv: int):
+    """An intrinsic packing B = W^T into an NR-wide panel: the transposing pack of the NT product.
+
+    pack_cols(kb, W, wo, ldw, P, po, ncols):
+      P.flat[po + p*NR + c] = W.flat[wo + c*ldw + p] for c < ncols (0 for ncols <= c < NR),
+      p < kb*VL (whole blocks of VL rows of the panel; the caller packs the rest).
+    Each VL x VL block is VL contiguous vector loads from rows of W, a register transpose and
+    VL aligned vector stores. Rows c >= ncols of W are never read. P.flat[po] 32-byte aligned.
+    """
+
+    @intrinsic
+    def pack_cols(typingctx, kb, W, wo, ldw, P, po, ncols):
+        sig = types.void(kb, W, wo, ldw, P, po, ncols)
+
+        def codegen(context, builder, sig, args):
+            kb, W, wo, ldw, P, po, ncols = args
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+            ety = context.get_value_type(sig.args[1].dtype)
+            VL, isz, vty, vpt, _, _ = _vec_helpers(context, builder, ety)
+            NR = nv * VL
+            cast = lambda v: builder.sext(v, i64) if v.type.width < 64 else v  # noqa: E731
+            kb, wo, ldw, po, ncols = map(cast, (kb, wo, ldw, po, ncols))
+            pW = builder.gep(context.make_array(sig.args[1])(context, builder, W).data, [wo])
+            pP = builder.gep(context.make_array(sig.args[4])(context, builder, P).data, [po])
+            zero = ir.Constant(vty, None)
+            # row pointers of W; a row past ncols reads row 0 instead and is replaced by zeros
+            live = [builder.icmp_signed("<", ir.Constant(i64, c), ncols) for c in range(NR)]
+            rowp = [builder.gep(pW, [builder.select(live[c], builder.mul(ir.Constant(i64, c), ldw),
+                                                    ir.Constant(i64, 0))]) for c in range(NR)]
+            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kb, ir.Constant(i64, 1)) as (q, _):
+                p0 = builder.mul(q, ir.Constant(i64, VL))
+                dst = builder.gep(pP, [builder.mul(p0, ir.Constant(i64, NR))])
+                for g in range(nv):
+                    rows = []
+                    for c in range(g * VL, (g + 1) * VL):
+                        val = builder.load(builder.bitcast(builder.gep(rowp[c], [p0]), vpt), align=isz)
+                        rows.append(builder.select(live[c], val, zero))
+                    for r, val in enumerate(_transpose(builder, rows, VL)):
+                        ptr = builder.gep(dst, [ir.Constant(i64, r * NR + g * VL)])
+                        builder.store(val, builder.bitcast(ptr, vpt), align=32)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return pack_cols
+
+
+_pack_rows = _make_pack_rows(NV)
+_pack_cols = _make_pack_cols(NV)
+
+
 @njit(**_OPTS)
 def _pack_a(A, trans, i0, mc, p0, kc, buf, mr_c):
     """A block rows i0..i0+mc, depth p0..p0+kc into MR-tall panels: buf[q*MR*kc + p*MR + r].
@@ -282,32 +443,30 @@ def _pack_a(A, trans, i0, mc, p0, kc, buf, mr_c):
 def _pack_b(B, trans, p0, kc, j0, nc, buf, nr_c, db, sum_db):
     """B block depth p0..p0+kc, columns j0..j0+nc into NR-wide panels: buf[q*NR*kc + p*NR + c].
 
-    trans: B(p, j) = B[j, p] (the W^T of dX: rows of W read contiguously), else B[p, j].
-    Columns past nc are zero. sum_db: db[j0+j] += B(p, j) for the packed rows (the fused db).
+    trans: B(p, j) = B[j, p] (the W^T of dX: rows of W read contiguously, transposed in
+    registers), else B[p, j] (rows copied a vector at a time). Columns past nc are zero.
+    sum_db: db[j0+j] += B(p, j) for the packed rows (the fused db; only without trans).
+    buf must be 32-byte aligned (the panels are stored with aligned vector stores).
     """
     npan = (nc + nr_c - 1) // nr_c
+    ldb = B.shape[1]
+    Bf = B.reshape(B.size)
+    vl = nr_c // NV
     for q in range(npan):
         base = q * nr_c * kc
+        jb = j0 + q * nr_c
         cols = min(nr_c, nc - q * nr_c)
         if trans:
-            for c in range(cols):
-                j = j0 + q * nr_c + c
-                for p in range(kc):
-                    buf[base + p * nr_c + c] = B[j, p0 + p]
-            for c in range(cols, nr_c):
-                for p in range(kc):
-                    buf[base + p * nr_c + c] = 0
-        else:
-            jb = j0 + q * nr_c
-            for p in range(kc):
+            kb = kc // vl
+            _pack_cols(kb, Bf, jb * ldb + p0, ldb, buf, base, cols)
+            for p in range(kb * vl, kc):  # the last kc % VL rows of the panel
                 o = base + p * nr_c
                 for c in range(cols):
-                    buf[o + c] = B[p0 + p, jb + c]
+                    buf[o + c] = B[jb + c, p0 + p]
                 for c in range(cols, nr_c):
                     buf[o + c] = 0
-                if sum_db:
-                    for c in range(cols):
-                        db[jb + c] += B[p0 + p, jb + c]
+        else:
+            _pack_rows(kc, Bf, p0 * ldb + jb, ldb, buf, base, cols, db, jb, sum_db)
 
 
 # ------------------------------------------------------------------------- one task
@@ -330,8 +489,10 @@ def _task_bounds(t, T, m, n, mr_c, nr_c, cols=False):
 
 
 @njit(**_OPTS)
-def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, abuf, bbuf, nr_c, pa, pb):
+def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, kstep, abuf, bbuf, nr_c, pa, pb):
     """C[r0:r1, c0:c1] = op(A).op(B) (+ bias) over the whole depth k >= 1: the BLIS loops of one task.
+
+    kstep: the depth of a packed block (_depth_step).
 
     pa / pb: pack A / B blocks (else the micro-kernel reads them in place: A with strides,
     B by rows, which needs tb False). db (sum_db) is summed by the task owning row 0.
@@ -343,8 +504,8 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, a
     Bf = B.reshape(B.size)
     for jc in range(c0, c1, NC):
         nc = min(NC, c1 - jc)
-        for pc in range(0, k, KC):
-            kc = min(KC, k - pc)
+        for pc in range(0, k, kstep):
+            kc = min(kstep, k - pc)
             if pc == 0:
                 mode = 2 if has_bias else 0
             else:
@@ -396,16 +557,16 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, a
 
 
 @njit(**_OPTS)
-def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c, pa, pb):
+def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, nr_c, pa, pb):
     m, n = C.shape
     if sum_db:
         db[:] = 0
-    _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, k,
+    _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, k, kstep,
                buf[:asz], buf[asz:], nr_c, pa, pb)
 
 
 @njit(parallel=True, **_OPTS)
-def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz, T, nr_c, pa, pb):
+def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, pb):
     m, n = C.shape
     if sum_db:
         db[:] = 0
@@ -413,7 +574,7 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz
         r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, tb and n > m)
         if r0 < r1 and c0 < c1:
             o = t * (asz + bsz)
-            _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k,
+            _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, kstep,
                        buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb)
 
 
@@ -506,31 +667,61 @@ def _ceil_to(v: int, q: int) -> int:
     return -(-v // q) * q
 
 
+ALIGN = 64  # bytes: packed panels start on a cache line, so no 32-byte load of a panel row splits one
+
+
+def _aligned_empty(n: int, dtype: np.dtype) -> np.ndarray:
+    """n elements of dtype starting on an ALIGN-byte boundary (np.empty only promises 16 bytes).
+
+    A panel row of NR elements is 64 bytes; from a 16-byte aligned buffer half of its two
+    vector loads straddle cache lines, which on Zen 3 cost the micro-kernel ~30% (measured:
+    the book's forward in place with 200-byte rows, 147 us, against 103 us with 192-byte rows).
+    """
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.empty(n + ALIGN // itemsize, dtype=dtype)
+    skip = (-raw.ctypes.data % ALIGN) // itemsize
+    return raw[skip:skip + n]
+
+
+def _depth_step(k: int) -> int:
+    """Depth of the packed blocks: k split into equal blocks of at most KC (784 = 4 x 200, not
+    3 x 256 + 16, whose 16-deep block pays a micro-kernel call's fixed cost for little work),
+    in whole vectors of 8 so the transposing pack needs no tail (except at the end of k)."""
+    if k <= KC:
+        return k
+    per = -(-k // -(-k // KC))
+    return min(KC, _ceil_to(per, 8))
+
+
 def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
     """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here.
 
     Packing costs about one copy per element of A (B) against n (m) multiply-adds per
     element, so A is packed only when C has PACK_A_COLS columns or more and B only when it
-    has PACK_B_ROWS rows or more (or must be transposed: the NT product).
+    has PACK_B_ROWS rows or more, must be transposed (the NT product) or has rows that are
+    not 32-byte multiples (vector loads from them would straddle cache lines).
     """
     m, n = C.shape
     nr_c = _nr(C.dtype)
     pa = n >= PACK_A_COLS
-    pb = tb or m >= PACK_B_ROWS
+    # B's rows read in place must start on 32 bytes: a row of the book's W (50 floats, 200
+    # bytes) splits vector loads across cache lines and cost the forward ~10% (150 -> 139 us)
+    pb = tb or m >= PACK_B_ROWS or (B.shape[1] * B.itemsize) % 32 != 0
     threads = numba.get_num_threads()
     T = 1 if (threads < 2 or m * n * k < PARALLEL_WORK) else threads
-    kc = min(KC, k)
+    kc = _depth_step(k)
+    line = ALIGN // C.itemsize  # block sizes in whole cache lines keep every block aligned
     if T == 1:
-        asz = min(MC, _ceil_to(m, MR)) * kc if pa else 0
-        bsz = kc * min(NC, _ceil_to(n, nr_c)) if pb else 0
-        buf = np.empty(asz + bsz, dtype=C.dtype)
-        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, nr_c, pa, pb)
+        asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
+        bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
+        buf = _aligned_empty(asz + bsz, C.dtype)
+        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, nr_c, pa, pb)
     else:
         mt = _ceil_to(-(-m // T), MR) + MR if not (tb and n > m) else _ceil_to(m, MR)  # rows a task may own
-        asz = min(MC, _ceil_to(m, MR), mt) * kc if pa else 0
-        bsz = kc * min(NC, _ceil_to(n, nr_c)) if pb else 0
-        buf = np.empty(T * (asz + bsz), dtype=C.dtype)
-        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, buf, asz, bsz, T, nr_c, pa, pb)
+        asz = _ceil_to(min(MC, _ceil_to(m, MR), mt) * kc, line) if pa else 0
+        bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
+        buf = _aligned_empty(T * (asz + bsz), C.dtype)
+        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb)
 
 
 class NumbaTiledAffine(KernelImpl):

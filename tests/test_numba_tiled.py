@@ -28,6 +28,7 @@ SHAPES = [
     (97, 2 * nt.KC + 3, 33),  # several KC blocks, partial last block
     (nt.MC + 7, 70, nt.PACK_A_COLS + 5),  # packed A, more than one MC block
     (nt.PACK_B_ROWS + 1, 37, 29),  # packed B, read-in-place A
+    (20, 45, 2 * nt.KC + 5),  # dX with several depth blocks, the last not a whole number of vectors
 ]
 
 
@@ -127,3 +128,46 @@ def test_peak_and_table():
     assert cases[("1024^3", "float64", "speedup")] == 1.8
     assert all(t.case != "2048^3" for t in select(quick=True))
     assert {t.case for t in select(cases=["book"])} == {"book N=100 784->50"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kc", [1, 7, 8, 17, 64])
+@pytest.mark.parametrize("ncols", [1, 5, 8, 15, 16])
+def test_packing_against_numpy(kc, ncols, dtype):
+    """_pack_b in both directions, on every column count up to NR and depths around the
+    vector width: panel contents, zero padding, the fused db, and nothing written past the panel."""
+    nr = nt._nr(dtype)
+    ncols = min(ncols, nr)
+    rng = np.random.default_rng(kc * 31 + ncols)
+    B = rng.standard_normal((kc + 3, ncols + 5)).astype(dtype)  # pack rows 2.., columns 3..
+    buf = nt._aligned_empty(kc * nr + nr, np.dtype(dtype))
+    buf[:] = 7
+    db = np.ones(ncols + 5, dtype)
+    nt._pack_b(B, False, 2, kc - 2 if kc > 2 else kc, 3, ncols, buf, nr, db, True)
+    rows = kc - 2 if kc > 2 else kc
+    panel = buf[:rows * nr].reshape(rows, nr)
+    np.testing.assert_array_equal(panel[:, :ncols], B[2:2 + rows, 3:3 + ncols])
+    assert not panel[:, ncols:].any() and (buf[rows * nr:] == 7).all()
+    np.testing.assert_allclose(db[3:3 + ncols], 1 + B[2:2 + rows, 3:3 + ncols].sum(0), rtol=1e-5)
+    assert (db[:3] == 1).all() and (db[3 + ncols:] == 1).all()
+
+    Wt = rng.standard_normal((ncols + 4, kc + 6)).astype(dtype)  # B(p, j) = Wt[j, p]
+    buf[:] = 7
+    nt._pack_b(Wt, True, 1, kc, 2, ncols, buf, nr, db, False)
+    panel = buf[:kc * nr].reshape(kc, nr)
+    np.testing.assert_array_equal(panel[:, :ncols], Wt[2:2 + ncols, 1:1 + kc].T)
+    assert not panel[:, ncols:].any() and (buf[kc * nr:] == 7).all()
+
+
+def test_depth_blocks_and_buffer_alignment():
+    for k in (1, 8, nt.KC, nt.KC + 1, 784, 3 * nt.KC + 16, 5000):
+        step = nt._depth_step(k)
+        assert 1 <= step <= nt.KC and step <= k
+        blocks = -(-k // step)
+        assert blocks == -(-k // nt.KC)  # no more blocks than KC needs
+        assert k <= nt.KC or step % 8 == 0
+    assert nt._depth_step(784) == 200
+    for n in (1, 13, 1000):
+        for dt in (np.float32, np.float64):
+            a = nt._aligned_empty(n, np.dtype(dt))
+            assert a.size == n and a.ctypes.data % nt.ALIGN == 0
