@@ -28,32 +28,49 @@ The micro-kernel
     (MR rows x 1 vector) takes a last column tile of at most one vector (M = 50: 2 of 8 or
     16 columns), half the work of a masked main tile.
 
-Blocking (BLIS loop order): jc over n in NC columns, pc over k in KC, pack the B block
-(KC x NC, NR-wide panels, zero padded), ic over m in MC rows, pack the A block (MC x KC,
-MR-tall panels), then jr/ir over micro-tiles. The first pc block stores (forward: stores
-acc + b, fused), later blocks accumulate.
+Blocking (BLIS loop order): jc over n in NC columns, pc over k in depth blocks of at most
+KC (equal blocks: 784 = 2 x 392), pack the B block (kc x NC, NR-wide panels, zero padded,
+64-byte aligned), ic over m in MC rows, pack the A block (MC x kc, MR-tall panels), then
+jr/ir over micro-tiles. The first pc block stores (forward: stores acc + b, fused), later
+blocks accumulate. KC = 512 was measured against 256 and 384 side by side with NumPy: the
+1024^3 and 2048^3 steps ran 4-13% faster at 512 (fewer micro-kernel calls, whose fixed cost
+is ~9% of a 256-deep float32 call); the book's layer did not change beyond noise.
 
-Parallelism: ``prange`` over T = number of threads tasks, each owning a disjoint block of
-rows of C (or, when C has too few rows, of columns; the NT product with n > m splits columns,
-so each task transposes only its own part of W). Each task packs its own B block (the
-duplicated packing costs ~T/m of the multiply-adds) and its own A blocks, into its own
-slice of the packing buffers. dW is C for the TN product, so its rows are owned by one
-task each: no ``dW[k, :] +=`` across the batch, no race; db is summed only by the tasks
-owning row block 0 of dW, each for its own columns.
+Packing B copies rows a vector at a time (``_pack_rows``) or, for the NT product, loads
+VL x VL blocks of W and transposes them in registers (``_pack_cols``): ~0.2 ns per element,
+10x faster than the scalar loops they replaced (the dX product spent 43 of its 138 us
+transposing W). B is packed whenever its rows are not 32-byte multiples (the book's W rows
+are 200 bytes: read in place, half the vector loads straddle cache lines, ~30% slower).
+
+Parallelism, two schemes:
+- products of N*K*M >= ``SHARED_WORK`` with at least T*MC rows (``_gemm_shared``): per depth
+  block the T threads pack the B block together (disjoint panels), then take row chunks of
+  MC rows from an atomic counter (an LLVM ``atomicrmw`` intrinsic), each packing its own A
+  rows. Run-time balance matters on this shared VM, where one core at times runs at half
+  speed: a static split makes the fast core wait for the slow one.
+- smaller products (``_gemm_parallel``): ``prange`` over T tasks, each owning a disjoint block
+  of rows of C (or, when C has too few rows, of columns; the NT product with n > m splits
+  columns, so each task transposes only its own part of W); each task packs its own B block
+  (duplicated packing costs ~T/m of the multiply-adds), so there is one parallel region per
+  product instead of two per depth block.
+dW is C for the TN product, so its rows are owned by one task or chunk each: no
+``dW[k, :] +=`` across the batch, no race; db is summed while B (dY) is packed, by the one
+task that packs each column.
 
 Serial below a work threshold: products with N*K*M below ``PARALLEL_WORK`` (measured on
 the 2-core Zen 3: a prange launch costs a few microseconds, a serial call well under one)
 run the serial entry kernels, so batch 1 and the book's small layer don't pay for threads.
 
-Memory: outputs (allocated in Python with ``np.empty``) plus one packing buffer per call of
-``T * (min(MC, m') * min(KC, k) + min(KC, k) * min(NC, n'))`` elements (m', n' = the
-task's rows/columns rounded up to MR/NR), i.e. at most T * (96*256 + 256*2048) elements
-(about 4.4 MB per thread in float64), for each of the three products. No other
-temporaries. A is packed only when C has PACK_A_COLS columns or more: for a narrow C (the
-book's dW, 784 x 50) x^T is read in place (6 contiguous elements of a row of x per step of
-the micro-kernel), which measured ~1.3x faster than packing it transposed (1 thread, min of
-rounds: f32 ~190 -> ~135 us, f64 ~280 -> ~220 us). Single-row products (batch 1) use the
-row kernels and skip packing altogether; the batch-1 backward is one Numba call.
+Memory: outputs (allocated in Python with ``np.empty``) plus one packing buffer per product
+call, sized in ``_gemm``: at most T * (MC*KC + KC*NC) elements for the static split and
+KC*NC + T*MC*KC for the shared scheme (each block rounded up to a cache line), i.e. up to
+(96*512 + 512*2048) elements = 8.8 MB per thread in float64 (4.4 MB in float32), and only
+as much of it as the shape needs (the book's layer: under 0.3 MB). No other temporaries. A
+is packed only when C has PACK_A_COLS columns or more: for a narrow C (the book's dW, 784 x
+50) x^T is read in place (6 contiguous elements of a row of x per step of the
+micro-kernel), which measured ~1.3x faster than packing it transposed. Single-row products
+(batch 1) use the row kernels and skip packing altogether; the batch-1 backward is one
+Numba call.
 """
 
 from __future__ import annotations
@@ -71,11 +88,13 @@ from affbench.protocol import KernelImpl
 MR = 6  # rows of the main micro-kernel
 NV = 2  # AVX2 vectors per micro-kernel row: NR = NV * (32 bytes / itemsize)
 NV_THIN = (13, 8, 4)  # vectors of the single-row kernels (the narrowest that fits is used)
-KC = 256  # depth of a packed block: the B micro-panel (KC x NR) stays in L1
-MC = 96  # rows of a packed A block (MC x KC: 192 KB float64, in the 512 KB L2)
-NC = 2048  # columns of a packed B block (KC x NC: 4 MB float64, in the 32 MB L3)
+KC = 512  # most depth of a packed block (measured against 256 and 384: see above)
+MC = 96  # rows of a packed A block (MC x KC: 384 KB float64, in the 512 KB L2)
+NC = 2048  # columns of a packed B block (KC x NC: 8 MB float64, in the 32 MB L3)
 #: N*K*M below which the serial kernels run (a prange launch costs ~3-6 us; see README/FACTS)
 PARALLEL_WORK = 64 * 64 * 64
+#: N*K*M from which the run-time balanced path (_gemm_shared) runs on more than one thread
+SHARED_WORK = 256 * 256 * 256
 PACK_A_COLS = 256  # pack A blocks when C has this many columns (else read A in place)
 PACK_B_ROWS = 512  # pack B blocks when C has this many rows (else read B's rows in place)
 
@@ -497,8 +516,6 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, k
     pa / pb: pack A / B blocks (else the micro-kernel reads them in place: A with strides,
     B by rows, which needs tb False). db (sum_db) is summed by the task owning row 0.
     """
-    ldc = C.shape[1]
-    lda = A.shape[1]
     ldb = B.shape[1]
     Af = A.reshape(A.size)
     Bf = B.reshape(B.size)
@@ -528,32 +545,44 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, k
                     asrc = abuf
                 else:
                     asrc = Af
-                for jr in range(0, nc, nr_c):
-                    nr = min(nr_c, nc - jr)
-                    if pb:
-                        boff = (jr // nr_c) * nr_c * kc
-                    else:
-                        boff = pc * ldb + jc + jr
-                    for ir in range(0, mc, MR):
-                        mr = min(MR, mc - ir)
-                        if pa:
-                            aoff = (ir // MR) * MR * kc
-                            a_rs = 1
-                            a_cs = MR
-                        elif ta:  # A(i, p) = A[p, i]
-                            aoff = pc * lda + ic + ir
-                            a_rs = 1
-                            a_cs = lda
-                        else:
-                            aoff = (ic + ir) * lda + pc
-                            a_rs = lda
-                            a_cs = 1
-                        if 2 * nr > nr_c:
-                            _ukr_main(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
-                                      C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
-                        else:  # half the work for a narrow last tile (M = 50: 2 of 8 or 16)
-                            _ukr_rem(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
-                                     C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
+                _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c)
+
+
+@njit(**_OPTS)
+def _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c):
+    """The micro-tiles of C[ic:ic+mc, jc:jc+nc] for depth block pc..pc+kc (BLIS's jr/ir loops).
+
+    asrc: the packed A block (pa) or A itself, flat; bsrc: the packed B block (pb, panels of
+    kc x NR) or B itself, flat, with row stride bstride.
+    """
+    ldc = C.shape[1]
+    lda = A.shape[1]
+    for jr in range(0, nc, nr_c):
+        nr = min(nr_c, nc - jr)
+        if pb:
+            boff = (jr // nr_c) * nr_c * kc
+        else:
+            boff = pc * bstride + jc + jr
+        for ir in range(0, mc, MR):
+            mr = min(MR, mc - ir)
+            if pa:
+                aoff = (ir // MR) * MR * kc
+                a_rs = 1
+                a_cs = MR
+            elif ta:  # A(i, p) = A[p, i]
+                aoff = pc * lda + ic + ir
+                a_rs = 1
+                a_cs = lda
+            else:
+                aoff = (ic + ir) * lda + pc
+                a_rs = lda
+                a_cs = 1
+            if 2 * nr > nr_c:
+                _ukr_main(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
+                          C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
+            else:  # half the work for a narrow last tile (M = 50: 2 of 8 or 16)
+                _ukr_rem(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
+                         C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
 
 
 @njit(**_OPTS)
@@ -576,6 +605,67 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, a
             o = t * (asz + bsz)
             _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, kstep,
                        buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb)
+
+
+@intrinsic
+def _fetch_add(typingctx, arr, idx, val):
+    """Atomically arr[idx] += val; returns the old value (seq_cst): the shared chunk counter."""
+    sig = types.int64(arr, idx, val)
+
+    def codegen(context, builder, sig, args):
+        arr, idx, val = args
+        ary = context.make_array(sig.args[0])(context, builder, arr)
+        ptr = builder.gep(ary.data, [idx])
+        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+
+    return sig, codegen
+
+
+@njit(parallel=True, **_OPTS)
+def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, counter):
+    """Large products on T threads, balanced at run time (BLIS's shared-B scheme).
+
+    For each depth block: the T threads pack the B block together (disjoint panels, so the
+    fused db has one writer per column), then take row chunks of MC rows from a shared atomic
+    counter, each packing its own A rows. A thread slowed by a neighbour on its core takes
+    fewer chunks instead of holding the other one at the end of a static split (measured on
+    this shared 2-core VM: one core at times ran at half speed). Two parallel regions per
+    depth block (a few microseconds each) limit this to products of at least SHARED_WORK.
+    buf: the shared B block (bsz elements), then T A blocks of asz elements.
+    """
+    m, n = C.shape
+    if sum_db:
+        db[:] = 0
+    bbuf = buf[:bsz]
+    nchunks = (m + MC - 1) // MC
+    for jc in range(0, n, NC):
+        nc = min(NC, n - jc)
+        npan = (nc + nr_c - 1) // nr_c
+        for pc in range(0, k, kstep):
+            kc = min(kstep, k - pc)
+            mode = (2 if has_bias else 0) if pc == 0 else 1
+            for t in prange(T):
+                q0 = npan * t // T
+                q1 = npan * (t + 1) // T
+                if q0 < q1:
+                    j0 = q0 * nr_c
+                    _pack_b(B, tb, pc, kc, jc + j0, min(nc, q1 * nr_c) - j0, bbuf[q0 * nr_c * kc:],
+                            nr_c, db, sum_db)
+            counter[0] = 0
+            for t in prange(T):
+                abuf = buf[bsz + t * asz:bsz + (t + 1) * asz]
+                Af = A.reshape(A.size)
+                while True:
+                    c = _fetch_add(counter, 0, 1)
+                    if c >= nchunks:
+                        break
+                    ic = c * MC
+                    mc = min(MC, m - ic)
+                    if pa:
+                        _pack_a(A, ta, ic, mc, pc, kc, abuf, MR)
+                        _macro(A, ta, abuf, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c)
+                    else:
+                        _macro(A, ta, Af, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c)
 
 
 # ------------------------------------------------------------------------- single row
@@ -684,8 +774,8 @@ def _aligned_empty(n: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _depth_step(k: int) -> int:
-    """Depth of the packed blocks: k split into equal blocks of at most KC (784 = 4 x 200, not
-    3 x 256 + 16, whose 16-deep block pays a micro-kernel call's fixed cost for little work),
+    """Depth of the packed blocks: k split into equal blocks of at most KC (1100 = 3 x 368,
+    not 2 x 512 + 76, whose short block pays a micro-kernel call's fixed cost for little work),
     in whole vectors of 8 so the transposing pack needs no tail (except at the end of k)."""
     if k <= KC:
         return k
@@ -716,6 +806,12 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
         buf = _aligned_empty(asz + bsz, C.dtype)
         _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, nr_c, pa, pb)
+    elif m * n * k >= SHARED_WORK and m >= T * MC:
+        asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
+        bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line)
+        buf = _aligned_empty(bsz + T * asz, C.dtype)
+        _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa,
+                     np.zeros(1, dtype=np.int64))
     else:
         mt = _ceil_to(-(-m // T), MR) + MR if not (tb and n > m) else _ceil_to(m, MR)  # rows a task may own
         asz = _ceil_to(min(MC, _ceil_to(m, MR), mt) * kc, line) if pa else 0

@@ -29,6 +29,7 @@ SHAPES = [
     (nt.MC + 7, 70, nt.PACK_A_COLS + 5),  # packed A, more than one MC block
     (nt.PACK_B_ROWS + 1, 37, 29),  # packed B, read-in-place A
     (20, 45, 2 * nt.KC + 5),  # dX with several depth blocks, the last not a whole number of vectors
+    (203, 600, 291),  # all three products on the run-time balanced path (SHARED_WORK) on 2 threads
 ]
 
 
@@ -48,13 +49,17 @@ def test_bit_identical_on_integers(shape, dtype):
     assert c.passed, c.detail
 
 
-@pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50), (203, 600, 291)],
+                         ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("threads", [1, 2])
 def test_serial_and_parallel_agree(threads, shape):
     """The same product through the serial path (1 thread) and the task split (2 threads).
 
     (70, 300, 50): the NT product (dX) split by columns with packed A blocks of a row count
-    that is not a multiple of MR (the packing buffer must hold the padded rows)."""
+    that is not a multiple of MR (the packing buffer must hold the padded rows).
+    (203, 600, 291): every product large enough for _gemm_shared (row chunks from an atomic
+    counter): a chunk skipped or taken twice would change the exact integer result."""
+    assert 203 * 600 * 291 >= nt.SHARED_WORK and 600 > nt.KC and 203 >= 2 * nt.MC
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("Numba pool has one thread")
     x, W, b, d = make_inputs(*shape, "float64", seed=3, integers=True)
@@ -166,7 +171,7 @@ def test_depth_blocks_and_buffer_alignment():
         blocks = -(-k // step)
         assert blocks == -(-k // nt.KC)  # no more blocks than KC needs
         assert k <= nt.KC or step % 8 == 0
-    assert nt._depth_step(784) == 200
+    assert nt._depth_step(784) == 392 and nt._depth_step(1100) == 368
     for n in (1, 13, 1000):
         for dt in (np.float32, np.float64):
             a = nt._aligned_empty(n, np.dtype(dt))
