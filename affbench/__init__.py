@@ -3,7 +3,7 @@
 Public face: :class:`Affine` (the book's layer on any implementation) and :mod:`registry`.
 """
 
-from . import blas_env  # noqa: F401  (first: sets what OpenBLAS reads when NumPy loads it)
+from . import pool_env  # noqa: F401  (first: sets what OpenBLAS and libgomp read when they load)
 from . import malloc_env  # noqa: F401  (pins glibc's malloc thresholds: see malloc_env.py)
 from . import registry
 from .layer import Affine

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, blas_env, malloc_env
+from . import __version__, malloc_env, pool_env
 
 _collectors: list[Callable[[], dict[str, Any]]] = []
 
@@ -173,7 +173,8 @@ def collect(command: list[str] | None = None) -> dict[str, Any]:
     }
     env.update(software())
     env["peak_gflops"] = peak_gflops(c, peak_cores(c))
-    env["openblas_thread_timeout"] = blas_env.status()
+    env["openblas_thread_timeout"] = pool_env.status()
+    env["gomp_spincount"] = pool_env.gomp_status()
     env["malloc"] = malloc_env.status()
     for fn in _collectors:
         env.update(fn())

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from . import blas_env, environment, malloc_env, threads, warmup
+from . import environment, malloc_env, pool_env, threads, warmup
 
 THREADS_ENV = "AFFBENCH_THREADS"
 _BLAS_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
@@ -145,7 +145,8 @@ def runtime_info() -> dict[str, Any]:
         "affbench_threads": threads,
         "blas": libs,
         "blas_threads": blas_threads,
-        "openblas_thread_timeout": blas_env.status(),
+        "openblas_thread_timeout": pool_env.status(),
+        "gomp_spincount": pool_env.gomp_status(),
         "malloc": malloc_env.status(),
     }
 

@@ -360,7 +360,10 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
     results.write_env(run_dir, env)
     if not env["openblas_thread_timeout"]["in_effect"]:
         log("WARNING: NumPy was imported before affbench, so OPENBLAS_THREAD_TIMEOUT was not applied: "
-            "OpenBLAS workers may spin into the next Numba kernel (see affbench/blas_env.py)")
+            "OpenBLAS workers may spin into the next Numba kernel (see affbench/pool_env.py)")
+    if not env.get("gomp_spincount", {}).get("in_effect", True):
+        log("WARNING: Numba's OpenMP pool started before affbench was imported, so GOMP_SPINCOUNT was not applied: "
+            "its workers may spin ~9 ms into the next kernel (see affbench/pool_env.py)")
     if not env.get("malloc", {}).get("pinned"):
         log(f"note: glibc malloc thresholds not pinned ({env.get('malloc', {}).get('why_not')}): a pass's allocations "
             "may page-fault or not depending on earlier cases (see affbench/malloc_env.py)")

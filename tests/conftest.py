@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-import affbench  # noqa: F401  (before numpy: affbench.blas_env sets what OpenBLAS reads at load)
+import affbench  # noqa: F401  (before numpy: affbench.pool_env sets what OpenBLAS reads at load)
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

@@ -273,7 +273,9 @@ def test_environment_table_names_the_allocator_and_openblas_settings():
     rows = dict(tables.env_summary({
         "openblas_thread_timeout": {"value": "20", "in_effect": False},
         "malloc": {"pinned": True, "mmap_threshold": 32 << 20, "trim_threshold": 64 << 20},
+        "gomp_spincount": {"value": "10000", "in_effect": True},
     }))
+    assert rows["GOMP_SPINCOUNT"] == "10000"
     assert rows["OPENBLAS_THREAD_TIMEOUT"] == "20 (set too late: not in effect)"
     assert rows["glibc malloc thresholds"] == "pinned: mmap above 32 MiB, trim above 64 MiB"
     rows = dict(tables.env_summary({"malloc": {"pinned": False, "why_not": "AFFBENCH_PIN_MALLOC=0"}}))

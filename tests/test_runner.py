@@ -132,6 +132,7 @@ def test_tiny_run_writes_the_documented_files(tmp_path):
     assert env["git_commit"] is None or len(env["git_commit"].split("-")[0]) == 40
     assert env["verify_failed"] == []
     assert env["openblas_thread_timeout"]["value"] and "pinned" in env["malloc"]
+    assert env["gomp_spincount"]["value"] == os.environ["GOMP_SPINCOUNT"] and env["gomp_spincount"]["in_effect"]
     loadinfo = env["load"]
     for key in ("calibration_start_s", "calibration_end_s", "loadavg_start", "loadavg_end",
                 "background_cores_start", "background_cores_end", "background_cores_run", "warnings"):

@@ -261,6 +261,9 @@ def env_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:
     ot = get("openblas_thread_timeout")
     if isinstance(ot, Mapping) and ot:
         add("OPENBLAS_THREAD_TIMEOUT", f"{ot.get('value')}" + ("" if ot.get("in_effect", True) else " (set too late: not in effect)"))
+    gs = get("gomp_spincount")
+    if isinstance(gs, Mapping) and gs:
+        add("GOMP_SPINCOUNT", f"{gs.get('value')}" + ("" if gs.get("in_effect", True) else " (set too late: not in effect)"))
     heap = get("malloc")
     if isinstance(heap, Mapping) and heap:
         add("glibc malloc thresholds", f"pinned: mmap above {heap.get('mmap_threshold', 0) >> 20} MiB, trim above "

@@ -1,0 +1,59 @@
+"""Settings the two thread pools read once, when they load: made at import, before either loads.
+
+Both pools keep their idle workers spinning for a while after each call, and on 2 cores a
+spinning worker takes a core from whichever kernel runs next:
+
+- OpenBLAS's workers busy-wait about 2**28 cycles (~0.1 s). Measured here: numba-tiled's 1024²
+  forward on 2 threads took 64 ms right after a 2-thread np.dot and 29 ms on its own.
+  ``OPENBLAS_THREAD_TIMEOUT=20`` (2**20 cycles, ~0.4 ms) puts them to sleep first. OpenBLAS
+  reads it when NumPy loads it.
+- GNU OpenMP's workers (Numba's ``omp`` threading layer) spin ``GOMP_SPINCOUNT`` = 300,000
+  rounds, measured as ~9 ms of a core burnt after each parallel region; NumPy's 2-thread
+  book-layer step sampled right after numba-tiled's took 585 us against 409 us with
+  ``GOMP_SPINCOUNT=10000`` (~0.35 ms of spinning, measured the same way). libgomp reads it
+  when Numba first starts its pool (the first parallel call).
+
+Short waits keep back-to-back calls of one kernel (within a sample) fast: its workers are
+still awake. Values the user set are kept; env.json records each value and whether it came
+in time to take effect. Sleeping pools are woken by the untimed priming call before each
+short sample (affbench.timing).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+OPENBLAS_THREAD_TIMEOUT = "20"
+GOMP_SPINCOUNT = "10000"
+
+#: numpy was imported before affbench could set the timeout: OpenBLAS never saw it.
+numpy_imported_first = "numpy" in sys.modules
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
+os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+
+
+def _libgomp_loaded() -> bool:
+    """libgomp is mapped already (Numba ran a parallel function before affbench was imported)."""
+    try:
+        with open("/proc/self/maps") as fh:
+            return "libgomp" in fh.read()
+    except OSError:
+        return False
+
+
+gomp_loaded_first = _libgomp_loaded()
+
+
+def status() -> dict[str, object]:
+    """OPENBLAS_THREAD_TIMEOUT as env.json records it (key ``openblas_thread_timeout``)."""
+    return {"value": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+            "in_effect": not numpy_imported_first,
+            "why": "OpenBLAS workers sleep after 2**value cycles instead of spinning ~0.1 s into the next Numba kernel"}
+
+
+def gomp_status() -> dict[str, object]:
+    """GOMP_SPINCOUNT as env.json records it (key ``gomp_spincount``)."""
+    return {"value": os.environ.get("GOMP_SPINCOUNT"),
+            "in_effect": not gomp_loaded_first,
+            "why": "Numba's OpenMP workers spin ~0.35 ms instead of ~9 ms into the next kernel"}
