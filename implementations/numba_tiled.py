@@ -261,8 +261,181 @@ def _make_ukernel(mr_c: int, nv: int):
     return ukr
 
 
+def _make_dot_kernel(mr_c: int, ncol: int):
+    """An intrinsic for a last column tile of at most ``ncol`` columns, as dot products along k.
+
+    dot(kc, A, ao, lda, D, do, C, co, ldc, bias, bo2, mode, mr, nr):
+      C[i, c] (=|+=|= . + bias) sum over p < kc of A.flat[ao + i*lda + p] * D.flat[do + c*kc + p]
+      for i < mr <= mr_c, c < nr <= ncol: rows of A contiguous along k (A read in place) and
+      the tile's columns of B packed column-major (_pack_b with dot=True).
+    The main kernel spends one FMA per row and k step on such a tile however few of its
+    lanes are columns (M = 50 in float32: 2 of 8); along k every lane is used, so the
+    book's 2 leftover columns cost mr_c*ncol FMAs per VL steps of k instead of mr_c per step.
+    mr_c*ncol independent accumulators, masked loads for the last kc % VL steps, a horizontal
+    sum per output at the end.
+    """
+
+    @intrinsic
+    def dot(typingctx, kc, A, ao, lda, D, do, C, co, ldc, bias, bo2, mode, mr, nr):
+        sig = types.void(kc, A, ao, lda, D, do, C, co, ldc, bias, bo2, mode, mr, nr)
+
+        def codegen(context, builder, sig, args):
+            kc, A, ao, lda, D, do, C, co, ldc, bias, bo2, mode, mr, nr = args
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+            ety = context.get_value_type(sig.args[1].dtype)
+            VL, isz, vty, vpt, mload, _ = _vec_helpers(context, builder, ety)
+            sfx = "v%d%s" % (VL, "f64" if isz == 8 else "f32")
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma." + sfx)
+            cast = lambda v: builder.sext(v, i64) if v.type.width < 64 else v  # noqa: E731
+            kc, ao, lda, do, co, ldc, bo2, mode, mr, nr = map(cast, (kc, ao, lda, do, co, ldc, bo2, mode, mr, nr))
+            data = lambda k, v: context.make_array(sig.args[k])(context, builder, v).data  # noqa: E731
+            pA = builder.gep(data(1, A), [ao])
+            pD = builder.gep(data(4, D), [do])
+            pC = builder.gep(data(6, C), [co])
+            pBias = builder.gep(data(9, bias), [bo2])
+            c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
+            zero = ir.Constant(vty, None)
+            align = ir.Constant(i32, isz)
+            # rows past mr re-read row mr-1 and columns past nr column nr-1 (computed, never stored)
+            arow = [builder.gep(pA, [builder.mul(builder.select(builder.icmp_signed("<", c64(i), mr), c64(i),
+                                                                builder.sub(mr, c64(1))), lda)]) for i in range(mr_c)]
+            dcol = [builder.gep(pD, [builder.mul(builder.select(builder.icmp_signed("<", c64(c), nr), c64(c),
+                                                                builder.sub(nr, c64(1))), kc)]) for c in range(ncol)]
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(ncol)] for _ in range(mr_c)]
+            kv = builder.mul(builder.sdiv(kc, c64(VL)), c64(VL))
+
+            def step(p, mask):
+                def ld(ptr):
+                    vp = builder.bitcast(builder.gep(ptr, [p]), vpt)
+                    return builder.call(mload, [vp, align, mask, zero]) if mask is not None else builder.load(vp, align=isz)
+
+                dv = [ld(dcol[c]) for c in range(ncol)]
+                for i in range(mr_c):
+                    av = ld(arow[i])
+                    for c in range(ncol):
+                        builder.store(builder.call(fma, [av, dv[c], builder.load(accs[i][c])]), accs[i][c])
+
+            with cgutils.for_range_slice(builder, c64(0), kv, c64(VL)) as (p, _):
+                step(p, None)
+            with builder.if_then(builder.icmp_signed("<", kv, kc)):
+                step(kv, _lane_masks(builder, VL, 1, builder.sub(kc, kv))[0])
+
+            for i in range(mr_c):
+                for c in range(ncol):
+                    with builder.if_then(builder.and_(builder.icmp_signed("<", c64(i), mr),
+                                                      builder.icmp_signed("<", c64(c), nr))):
+                        v = builder.load(accs[i][c])
+                        tot = builder.extract_element(v, ir.Constant(i32, 0))
+                        for l in range(1, VL):
+                            tot = builder.fadd(tot, builder.extract_element(v, ir.Constant(i32, l)))
+                        out = builder.gep(pC, [builder.add(builder.mul(c64(i), ldc), c64(c))])
+                        res = cgutils.alloca_once_value(builder, tot)
+                        with builder.if_then(builder.icmp_signed("==", mode, c64(1))):  # C += acc
+                            builder.store(builder.fadd(tot, builder.load(out)), res)
+                        with builder.if_then(builder.icmp_signed("==", mode, c64(2))):  # C = acc + bias
+                            builder.store(builder.fadd(tot, builder.load(builder.gep(pBias, [c64(c)]))), res)
+                        builder.store(builder.load(res), out)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return dot
+
+
+DOT_COLS = 2  # a last column tile this narrow runs as dot products along k (_ukr_dot)
+COLV_VECTORS = 4  # row vectors of _ukr_colv: 4 x DOT_COLS = 8 accumulators
+
+
+def _make_colvec_kernel(nvr: int, ncol: int):
+    """An intrinsic for a last column tile of at most ``ncol`` columns when A is transposed in
+    place (the TN product: A(i, p) = x[p, i], so a run of rows of C is a contiguous run of x).
+
+    colv(kc, A, ao, a_cs, B, bo, ldb, C, co, ldc, mode, mr, nr):
+      C[i, c] (=|+=) sum over p < kc of A.flat[ao + p*a_cs + i] * B.flat[bo + p*ldb + c]
+      for i < mr <= nvr*VL, c < nr <= ncol (mode 0: store, 1: accumulate).
+    Vectors run over rows: nvr*ncol accumulators (8: both FMA pipes busy), nvr vector loads of
+    A and ncol broadcasts of B per step of k, where the main kernel would spend one FMA per
+    row and step on a tile of which 2 lanes in 8 or 16 are columns (the book's dW, M = 50).
+    Rows past mr are masked on load; the results are stored a lane at a time.
+    """
+
+    @intrinsic
+    def colv(typingctx, kc, A, ao, a_cs, B, bo, ldb, C, co, ldc, mode, mr, nr):
+        sig = types.void(kc, A, ao, a_cs, B, bo, ldb, C, co, ldc, mode, mr, nr)
+
+        def codegen(context, builder, sig, args):
+            kc, A, ao, a_cs, B, bo, ldb, C, co, ldc, mode, mr, nr = args
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+            ety = context.get_value_type(sig.args[1].dtype)
+            VL, isz, vty, vpt, mload, _ = _vec_helpers(context, builder, ety)
+            sfx = "v%d%s" % (VL, "f64" if isz == 8 else "f32")
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma." + sfx)
+            cast = lambda v: builder.sext(v, i64) if v.type.width < 64 else v  # noqa: E731
+            kc, ao, a_cs, bo, ldb, co, ldc, mode, mr, nr = map(cast, (kc, ao, a_cs, bo, ldb, co, ldc, mode, mr, nr))
+            data = lambda k, v: context.make_array(sig.args[k])(context, builder, v).data  # noqa: E731
+            pA = builder.gep(data(1, A), [ao])
+            pB = builder.gep(data(4, B), [bo])
+            pC = builder.gep(data(7, C), [co])
+            c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
+            zero = ir.Constant(vty, None)
+            undef = ir.Constant(vty, ir.Undefined)
+            align = ir.Constant(i32, isz)
+            splat0 = ir.Constant(ir.VectorType(i32, VL), None)
+            masks = _lane_masks(builder, VL, nvr, mr)
+            full = builder.icmp_signed(">=", mr, c64(nvr * VL))
+            bcol = [builder.select(builder.icmp_signed("<", c64(c), nr), c64(c), builder.sub(nr, c64(1)))
+                    for c in range(ncol)]
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(ncol)] for _ in range(nvr)]
+
+            def body(masked):
+                with cgutils.for_range_slice(builder, c64(0), kc, c64(1)) as (p, _):
+                    pa = builder.gep(pA, [builder.mul(p, a_cs)])
+                    pb = builder.gep(pB, [builder.mul(p, ldb)])
+                    bv = []
+                    for c in range(ncol):
+                        sc = builder.load(builder.gep(pb, [bcol[c]]), align=isz)
+                        bv.append(builder.shuffle_vector(builder.insert_element(undef, sc, ir.Constant(i32, 0)),
+                                                         undef, splat0))
+                    for v in range(nvr):
+                        ptr = builder.bitcast(builder.gep(pa, [c64(v * VL)]), vpt)
+                        av = builder.call(mload, [ptr, align, masks[v], zero]) if masked else builder.load(ptr, align=isz)
+                        for c in range(ncol):
+                            builder.store(builder.call(fma, [av, bv[c], builder.load(accs[v][c])]), accs[v][c])
+
+            with builder.if_else(full, likely=True) as (f, m):
+                with f:
+                    body(False)
+                with m:
+                    body(True)
+
+            acc1 = builder.icmp_signed("==", mode, c64(1))
+            for v in range(nvr):
+                for l in range(VL):
+                    i = v * VL + l
+                    with builder.if_then(builder.icmp_signed("<", c64(i), mr)):
+                        for c in range(ncol):
+                            with builder.if_then(builder.icmp_signed("<", c64(c), nr)):
+                                val = builder.extract_element(builder.load(accs[v][c]), ir.Constant(i32, l))
+                                out = builder.gep(pC, [builder.add(builder.mul(c64(i), ldc), c64(c))])
+                                res = cgutils.alloca_once_value(builder, val)
+                                with builder.if_then(acc1):
+                                    builder.store(builder.fadd(val, builder.load(out)), res)
+                                builder.store(builder.load(res), out)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return colv
+
+
+
+
 _ukr_main = _make_ukernel(MR, NV)
 _ukr_rem = _make_ukernel(MR, 1)  # the last column tile when it is at most one vector wide
+_ukr_dot = _make_dot_kernel(MR, DOT_COLS)
+_ukr_colv = _make_colvec_kernel(COLV_VECTORS, DOT_COLS)
 _ukr_thin13 = _make_ukernel(1, NV_THIN[0])
 _ukr_thin8 = _make_ukernel(1, NV_THIN[1])
 _ukr_thin4 = _make_ukernel(1, NV_THIN[2])
@@ -459,12 +632,14 @@ def _pack_a(A, trans, i0, mc, p0, kc, buf, mr_c):
 
 
 @njit(**_OPTS)
-def _pack_b(B, trans, p0, kc, j0, nc, buf, nr_c, db, sum_db):
+def _pack_b(B, trans, p0, kc, j0, nc, buf, nr_c, db, sum_db, dot):
     """B block depth p0..p0+kc, columns j0..j0+nc into NR-wide panels: buf[q*NR*kc + p*NR + c].
 
     trans: B(p, j) = B[j, p] (the W^T of dX: rows of W read contiguously, transposed in
     registers), else B[p, j] (rows copied a vector at a time). Columns past nc are zero.
     sum_db: db[j0+j] += B(p, j) for the packed rows (the fused db; only without trans).
+    dot: a last panel of at most DOT_COLS columns is stored column-major instead,
+    buf[q*NR*kc + c*kc + p], for _ukr_dot.
     buf must be 32-byte aligned (the panels are stored with aligned vector stores).
     """
     npan = (nc + nr_c - 1) // nr_c
@@ -475,7 +650,19 @@ def _pack_b(B, trans, p0, kc, j0, nc, buf, nr_c, db, sum_db):
         base = q * nr_c * kc
         jb = j0 + q * nr_c
         cols = min(nr_c, nc - q * nr_c)
-        if trans:
+        if dot and cols <= DOT_COLS:
+            for c in range(cols):
+                o = base + c * kc
+                if trans:
+                    for p in range(kc):
+                        buf[o + p] = B[jb + c, p0 + p]
+                else:
+                    for p in range(kc):
+                        buf[o + p] = B[p0 + p, jb + c]
+                    if sum_db:
+                        for p in range(kc):
+                            db[jb + c] += B[p0 + p, jb + c]
+        elif trans:
             kb = kc // vl
             _pack_cols(kb, Bf, jb * ldb + p0, ldb, buf, base, cols)
             for p in range(kb * vl, kc):  # the last kc % VL rows of the panel
@@ -508,7 +695,7 @@ def _task_bounds(t, T, m, n, mr_c, nr_c, cols=False):
 
 
 @njit(**_OPTS)
-def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, kstep, abuf, bbuf, nr_c, pa, pb):
+def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, kstep, abuf, bbuf, nr_c, pa, pb, dot):
     """C[r0:r1, c0:c1] = op(A).op(B) (+ bias) over the whole depth k >= 1: the BLIS loops of one task.
 
     kstep: the depth of a packed block (_depth_step).
@@ -528,7 +715,7 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, k
             else:
                 mode = 1
             if pb:
-                _pack_b(B, tb, pc, kc, jc, nc, bbuf, nr_c, db, sum_db and r0 == 0)
+                _pack_b(B, tb, pc, kc, jc, nc, bbuf, nr_c, db, sum_db and r0 == 0, dot)
                 bsrc = bbuf
                 bstride = nr_c
             else:
@@ -545,24 +732,32 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, k
                     asrc = abuf
                 else:
                     asrc = Af
-                _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c)
+                _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
 
 
 @njit(**_OPTS)
-def _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c):
+def _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot):
     """The micro-tiles of C[ic:ic+mc, jc:jc+nc] for depth block pc..pc+kc (BLIS's jr/ir loops).
 
     asrc: the packed A block (pa) or A itself, flat; bsrc: the packed B block (pb, panels of
-    kc x NR) or B itself, flat, with row stride bstride.
+    kc x NR) or B itself, flat, with row stride bstride. dot: the last panel, if at most
+    DOT_COLS wide, was packed column-major for _ukr_dot (A then is read in place, not transposed).
     """
     ldc = C.shape[1]
     lda = A.shape[1]
+    vrows = COLV_VECTORS * (nr_c // NV)  # rows of a _ukr_colv tile
     for jr in range(0, nc, nr_c):
         nr = min(nr_c, nc - jr)
         if pb:
             boff = (jr // nr_c) * nr_c * kc
         else:
             boff = pc * bstride + jc + jr
+        if ta and not pa and nr <= DOT_COLS:  # (never with a bias: only the forward has one)
+            # a narrow last tile of the TN product: vectors over rows (contiguous in A = x^T)
+            for ir in range(0, mc, vrows):
+                _ukr_colv(kc, asrc, pc * lda + ic + ir, lda, bsrc, boff, bstride,
+                          C, (ic + ir) * ldc + jc + jr, ldc, mode, min(vrows, mc - ir), nr)
+            continue
         for ir in range(0, mc, MR):
             mr = min(MR, mc - ir)
             if pa:
@@ -577,7 +772,9 @@ def _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc
                 aoff = (ic + ir) * lda + pc
                 a_rs = lda
                 a_cs = 1
-            if 2 * nr > nr_c:
+            if dot and nr <= DOT_COLS:
+                _ukr_dot(kc, asrc, aoff, lda, bsrc, boff, C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
+            elif 2 * nr > nr_c:
                 _ukr_main(kc, asrc, aoff, a_rs, a_cs, bsrc, boff, bstride,
                           C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
             else:  # half the work for a narrow last tile (M = 50: 2 of 8 or 16)
@@ -586,16 +783,16 @@ def _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc
 
 
 @njit(**_OPTS)
-def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, nr_c, pa, pb):
+def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, nr_c, pa, pb, dot):
     m, n = C.shape
     if sum_db:
         db[:] = 0
     _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, k, kstep,
-               buf[:asz], buf[asz:], nr_c, pa, pb)
+               buf[:asz], buf[asz:], nr_c, pa, pb, dot)
 
 
 @njit(parallel=True, **_OPTS)
-def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, pb):
+def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, pb, dot):
     m, n = C.shape
     if sum_db:
         db[:] = 0
@@ -604,7 +801,7 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, a
         if r0 < r1 and c0 < c1:
             o = t * (asz + bsz)
             _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, kstep,
-                       buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb)
+                       buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot)
 
 
 @intrinsic
@@ -622,7 +819,7 @@ def _fetch_add(typingctx, arr, idx, val):
 
 
 @njit(parallel=True, **_OPTS)
-def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, counter):
+def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, dot, counter):
     """Large products on T threads, balanced at run time (BLIS's shared-B scheme).
 
     For each depth block: the T threads pack the B block together (disjoint panels, so the
@@ -650,7 +847,7 @@ def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
                 if q0 < q1:
                     j0 = q0 * nr_c
                     _pack_b(B, tb, pc, kc, jc + j0, min(nc, q1 * nr_c) - j0, bbuf[q0 * nr_c * kc:],
-                            nr_c, db, sum_db)
+                            nr_c, db, sum_db, dot)
             counter[0] = 0
             for t in prange(T):
                 abuf = buf[bsz + t * asz:bsz + (t + 1) * asz]
@@ -663,9 +860,9 @@ def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
                     mc = min(MC, m - ic)
                     if pa:
                         _pack_a(A, ta, ic, mc, pc, kc, abuf, MR)
-                        _macro(A, ta, abuf, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c)
+                        _macro(A, ta, abuf, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
                     else:
-                        _macro(A, ta, Af, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c)
+                        _macro(A, ta, Af, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
 
 
 # ------------------------------------------------------------------------- single row
@@ -797,6 +994,7 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
     # B's rows read in place must start on 32 bytes: a row of the book's W (50 floats, 200
     # bytes) splits vector loads across cache lines and cost the forward ~10% (150 -> 139 us)
     pb = tb or m >= PACK_B_ROWS or (B.shape[1] * B.itemsize) % 32 != 0
+    dot = pb and not pa and not ta  # rows of A contiguous along k: a narrow last tile as dot products
     threads = numba.get_num_threads()
     T = 1 if (threads < 2 or m * n * k < PARALLEL_WORK) else threads
     kc = _depth_step(k)
@@ -805,19 +1003,19 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
         asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
         buf = _aligned_empty(asz + bsz, C.dtype)
-        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, nr_c, pa, pb)
+        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, nr_c, pa, pb, dot)
     elif m * n * k >= SHARED_WORK and m >= T * MC:
         asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line)
         buf = _aligned_empty(bsz + T * asz, C.dtype)
-        _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa,
+        _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, dot,
                      np.zeros(1, dtype=np.int64))
     else:
         mt = _ceil_to(-(-m // T), MR) + MR if not (tb and n > m) else _ceil_to(m, MR)  # rows a task may own
         asz = _ceil_to(min(MC, _ceil_to(m, MR), mt) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
         buf = _aligned_empty(T * (asz + bsz), C.dtype)
-        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb)
+        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot)
 
 
 class NumbaTiledAffine(KernelImpl):

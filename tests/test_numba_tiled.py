@@ -30,6 +30,8 @@ SHAPES = [
     (nt.PACK_B_ROWS + 1, 37, 29),  # packed B, read-in-place A
     (20, 45, 2 * nt.KC + 5),  # dX with several depth blocks, the last not a whole number of vectors
     (203, 600, 291),  # all three products on the run-time balanced path (SHARED_WORK) on 2 threads
+    (50, 37, 17), (13, 7, 18), (9, 2 * nt.KC + 11, 33),  # last column tiles of 1 and 2 (the dot kernel),
+    (100, 784, 49), (100, 784, 66),                      # k not a multiple of the vector, several blocks
 ]
 
 
@@ -148,7 +150,7 @@ def test_packing_against_numpy(kc, ncols, dtype):
     buf = nt._aligned_empty(kc * nr + nr, np.dtype(dtype))
     buf[:] = 7
     db = np.ones(ncols + 5, dtype)
-    nt._pack_b(B, False, 2, kc - 2 if kc > 2 else kc, 3, ncols, buf, nr, db, True)
+    nt._pack_b(B, False, 2, kc - 2 if kc > 2 else kc, 3, ncols, buf, nr, db, True, False)
     rows = kc - 2 if kc > 2 else kc
     panel = buf[:rows * nr].reshape(rows, nr)
     np.testing.assert_array_equal(panel[:, :ncols], B[2:2 + rows, 3:3 + ncols])
@@ -158,10 +160,19 @@ def test_packing_against_numpy(kc, ncols, dtype):
 
     Wt = rng.standard_normal((ncols + 4, kc + 6)).astype(dtype)  # B(p, j) = Wt[j, p]
     buf[:] = 7
-    nt._pack_b(Wt, True, 1, kc, 2, ncols, buf, nr, db, False)
+    nt._pack_b(Wt, True, 1, kc, 2, ncols, buf, nr, db, False, False)
     panel = buf[:kc * nr].reshape(kc, nr)
     np.testing.assert_array_equal(panel[:, :ncols], Wt[2:2 + ncols, 1:1 + kc].T)
     assert not panel[:, ncols:].any() and (buf[kc * nr:] == 7).all()
+
+    if ncols <= nt.DOT_COLS:  # a narrow last panel for the dot kernel: column-major, both directions
+        buf[:] = 7
+        db = np.ones(ncols + 5, dtype)
+        nt._pack_b(B, False, 2, rows, 3, ncols, buf, nr, db, True, True)
+        np.testing.assert_array_equal(buf[:ncols * rows].reshape(ncols, rows), B[2:2 + rows, 3:3 + ncols].T)
+        np.testing.assert_allclose(db[3:3 + ncols], 1 + B[2:2 + rows, 3:3 + ncols].sum(0), rtol=1e-5)
+        nt._pack_b(Wt, True, 1, kc, 2, ncols, buf, nr, db, False, True)
+        np.testing.assert_array_equal(buf[:ncols * kc].reshape(ncols, kc), Wt[2:2 + ncols, 1:1 + kc])
 
 
 def test_depth_blocks_and_buffer_alignment():
