@@ -97,6 +97,13 @@ class Outcome:
     passed: bool
     t_num: float  # median seconds per step of the numerator / denominator kernel
     t_den: float
+    cv: float = math.nan  # the larger coefficient of variation of the two kernels' samples
+
+    @property
+    def noisy(self) -> bool:
+        from .timing import NOISE_CV_THRESHOLD
+
+        return bool(self.cv > NOISE_CV_THRESHOLD)
 
     def gflops(self) -> tuple[float, float]:
         f = self.target.step_flops
@@ -111,17 +118,19 @@ class Outcome:
         verdict = "PASS" if self.passed else "MISS"
         return (f"{t.case:<19} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}  target {t.relation} {t.limit:<5g} "
                 f"{verdict}   {a} {g_num:6.1f} GFLOP/s ({100 * g_num / peak:5.1f}%)  "
-                f"{b} {g_den:6.1f} GFLOP/s ({100 * g_den / peak:5.1f}%)")
+                f"{b} {g_den:6.1f} GFLOP/s ({100 * g_den / peak:5.1f}%)"
+                + (f"  noisy (cv {100 * self.cv:.0f}%)" if self.noisy else ""))
 
 
-def evaluate(target: Target, t_num: float, t_den: float) -> Outcome:
+def evaluate(target: Target, t_num: float, t_den: float, cv: float = math.nan) -> Outcome:
     """Judge median times: for a ratio target t_num is SUBJECT, t_den BASELINE; for a speedup
-    target t_num is the 1-thread time, t_den the multi-thread time."""
+    target t_num is the 1-thread time, t_den the multi-thread time. cv: the larger coefficient
+    of variation of the two sample sets (above the noise threshold the line says so)."""
     if not (t_num > 0 and t_den > 0) or math.isnan(t_num) or math.isnan(t_den):
-        return Outcome(target, math.nan, False, t_num, t_den)
+        return Outcome(target, math.nan, False, t_num, t_den, cv)
     value = t_num / t_den
     passed = value <= target.limit if target.kind == "ratio" else value >= target.limit
-    return Outcome(target, value, passed, t_num, t_den)
+    return Outcome(target, value, passed, t_num, t_den, cv)
 
 
 def select(quick: bool = False, cases: list[str] | None = None) -> list[Target]:

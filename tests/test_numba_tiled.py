@@ -120,6 +120,8 @@ def test_outcome_line_and_gflops():
     line = out.line()
     assert "1.250" in line and "MISS" not in line and "PASS" in line and "GFLOP/s" in line and "%" in line
     assert "MISS" in evaluate(t, 0.2, 0.1).line()
+    assert "noisy" not in line and "noisy (cv 25%)" in evaluate(t, 0.1, 0.08, cv=0.25).line()
+    assert not evaluate(t, 0.1, 0.08, cv=0.05).noisy
 
 
 def test_peak_and_table():
@@ -187,3 +189,24 @@ def test_depth_blocks_and_buffer_alignment():
         for dt in (np.float32, np.float64):
             a = nt._aligned_empty(n, np.dtype(dt))
             assert a.size == n and a.ctypes.data % nt.ALIGN == 0
+
+
+def test_kernels_command_prints_one_line_per_target(capsys):
+    """`python -m affbench kernels` end to end on the two cheapest targets (batch 1)."""
+    from affbench import cli
+
+    assert cli.main(["kernels", "--quick", "--case", "N=1 784", "--samples", "3"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("N=1 784->50")]
+    assert len(lines) == 2 and {ln.split()[2] for ln in lines} == {"float32", "float64"}
+    for ln in lines:
+        assert "target <= 0.67" in ln and ("PASS" in ln or "MISS" in ln) and ln.count("GFLOP/s") == 2
+    assert "/2 targets met" in out and "compile (first calls" in out
+
+
+def test_kernels_command_refuses_what_it_cannot_measure(capsys):
+    from affbench import cli
+
+    assert cli.main(["kernels", "--case", "no such case"]) == 2
+    assert "--case matched no target" in capsys.readouterr().err
+    assert cli.main(["kernels", "--samples", "2"]) == 2

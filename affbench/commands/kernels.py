@@ -7,7 +7,9 @@ thread pool at the target's thread count and the other pool held at 1
 (affbench.threads.threads_for). One line per target: the measured ratio (or 1-vs-2-thread
 speedup), the target, PASS/MISS, and GFLOP/s with % of the nominal 2-core peak
 (2 x 16 FP64 / 32 FP32 FLOPs per cycle x 2.445 GHz; the boost clock is higher, so >100% is
-possible). It reports; it is not a gate: the exit status is 0 even on a MISS.
+possible). A line whose samples varied by more than the noise threshold says "noisy", and
+other processes' CPU use during the measurement (affbench.load) is warned about at the end.
+It reports; it is not a gate: the exit status is 0 even on a MISS.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import argparse
 import sys
 
 
-from .. import registry, warmup
+from .. import load, registry, warmup
 from ..errors import UsageError
 from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, select
 from ..threads import backend_of, max_threads, threads_for
-from ..timing import Plan, Timed, sample_round_robin, summarize
+from ..timing import NOISE_CV_THRESHOLD, Plan, Timed, sample_round_robin, summarize
 from ..verify import make_inputs
 
 
@@ -63,8 +65,8 @@ def measure(target: Target, plan: Plan) -> Outcome:
     for c in cases:
         if c.error is not None:
             raise c.error
-    t_num, t_den = (summarize(c.samples).median for c in cases)
-    return evaluate(target, t_num, t_den)
+    stats = [summarize(c.samples) for c in cases]
+    return evaluate(target, stats[0].median, stats[1].median, max(st.cv for st in stats))
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -86,10 +88,18 @@ def execute(args: argparse.Namespace) -> int:
     print(f"peak ({peak_note()}): "
           f"{peak_gflops('float64'):.1f} / {peak_gflops('float32'):.1f} GFLOP/s; "
           f"medians of {samples} round-robin samples per kernel\n")
-    misses = 0
+    misses = noisy = 0
+    start = load.snapshot()
     for t in targets:
         out = measure(t, plan)
         misses += not out.passed
+        noisy += out.noisy
         print(out.line(), flush=True)
+    warnings = load.assess(start, load.snapshot(), max_threads(), noisy, len(targets))
     print(f"\n{len(targets) - misses}/{len(targets)} targets met" + (" (a report, not a gate)" if misses else ""))
+    if noisy:
+        print(f"{noisy} line(s) noisy: their samples varied by more than {NOISE_CV_THRESHOLD:.0%} (cv); "
+              "a ratio from them can be off either way, rerun on a quiet machine")
+    for w in warnings:
+        print(f"WARNING: {w}")
     return 0
