@@ -906,28 +906,31 @@ def _colsum(d, db):
             db[j] += d[i, j]
 
 
-# ------------------------------------------------------------------------- Python side
-def _ceil_to(v: int, q: int) -> int:
+# ------------------------------------------------------------------------- entry
+@njit(**_OPTS)
+def _ceil_to(v, q):
     return -(-v // q) * q
 
 
 ALIGN = 64  # bytes: packed panels start on a cache line, so no 32-byte load of a panel row splits one
 
 
-def _aligned_empty(n: int, dtype: np.dtype) -> np.ndarray:
-    """n elements of dtype starting on an ALIGN-byte boundary (np.empty only promises 16 bytes).
+@njit(**_OPTS)
+def _aligned_empty(n, like):
+    """n elements of like's dtype starting on an ALIGN-byte boundary (np.empty only promises 16).
 
     A panel row of NR elements is 64 bytes; from a 16-byte aligned buffer half of its two
     vector loads straddle cache lines, which on Zen 3 cost the micro-kernel ~30% (measured:
     the book's forward in place with 200-byte rows, 147 us, against 103 us with 192-byte rows).
     """
-    itemsize = np.dtype(dtype).itemsize
-    raw = np.empty(n + ALIGN // itemsize, dtype=dtype)
-    skip = (-raw.ctypes.data % ALIGN) // itemsize
+    isz = like.itemsize
+    raw = np.empty(n + ALIGN // isz, like.dtype)
+    skip = ((ALIGN - raw.ctypes.data % ALIGN) % ALIGN) // isz
     return raw[skip:skip + n]
 
 
-def _depth_step(k: int) -> int:
+@njit(**_OPTS)
+def _depth_step(k):
     """Depth of the packed blocks: k split into equal blocks of at most KC (1100 = 3 x 368,
     not 2 x 512 + 76, whose short block pays a micro-kernel call's fixed cost for little work),
     in whole vectors of 8 so the transposing pack needs no tail (except at the end of k)."""
@@ -937,41 +940,48 @@ def _depth_step(k: int) -> int:
     return min(KC, _ceil_to(per, 8))
 
 
-def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k):
+@njit(**_OPTS)
+def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
     """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here.
+
+    threads: numba.get_num_threads() of the caller (read in Python: called in here it makes
+    this function uncacheable, a ctypes pointer). One Numba call from Python per product: deciding and allocating here rather than in
+    Python saved ~6 of the ~11 us a small product's call cost (a ctypes pointer read, dtype
+    objects, Numba's dispatch of 17 arguments), ~18 us of the book layer's ~250 us step.
 
     Packing costs about one copy per element of A (B) against n (m) multiply-adds per
     element, so A is packed only when C has PACK_A_COLS columns or more and B only when it
     has PACK_B_ROWS rows or more, must be transposed (the NT product) or has rows that are
-    not 32-byte multiples (vector loads from them would straddle cache lines).
+    not 32-byte multiples (vector loads from them would straddle cache lines: the book's W,
+    200-byte rows, cost the forward ~10%).
     """
     m, n = C.shape
-    nr_c = _nr(C.dtype)
+    nr_c = NV * (32 // C.itemsize)
     pa = n >= PACK_A_COLS
-    # B's rows read in place must start on 32 bytes: a row of the book's W (50 floats, 200
-    # bytes) splits vector loads across cache lines and cost the forward ~10% (150 -> 139 us)
     pb = tb or m >= PACK_B_ROWS or (B.shape[1] * B.itemsize) % 32 != 0
     dot = pb and not pa and not ta  # rows of A contiguous along k: a narrow last tile as dot products
-    threads = numba.get_num_threads()
     T = 1 if (threads < 2 or m * n * k < PARALLEL_WORK) else threads
     kc = _depth_step(k)
     line = ALIGN // C.itemsize  # block sizes in whole cache lines keep every block aligned
     if T == 1:
         asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
-        buf = _aligned_empty(asz + bsz, C.dtype)
+        buf = _aligned_empty(asz + bsz, C)
         _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, nr_c, pa, pb, dot)
     elif m * n * k >= SHARED_WORK and m >= T * MC:
         asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line)
-        buf = _aligned_empty(bsz + T * asz, C.dtype)
+        buf = _aligned_empty(bsz + T * asz, C)
         _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, dot,
                      np.zeros(1, dtype=np.int64))
     else:
-        mt = _ceil_to(-(-m // T), MR) + MR if not (tb and n > m) else _ceil_to(m, MR)  # rows a task may own
+        if tb and n > m:
+            mt = _ceil_to(m, MR)  # rows a task may own
+        else:
+            mt = _ceil_to(-(-m // T), MR) + MR
         asz = _ceil_to(min(MC, _ceil_to(m, MR), mt) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
-        buf = _aligned_empty(T * (asz + bsz), C.dtype)
+        buf = _aligned_empty(T * (asz + bsz), C)
         _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot)
 
 
@@ -998,7 +1008,7 @@ class NumbaTiledAffine(KernelImpl):
         if N == 1:
             _row_nn(x, W, b, y)
         else:
-            _gemm(x, False, W, False, y, b, True, b, False, K)
+            _gemm(x, False, W, False, y, b, True, b, False, K, numba.get_num_threads())
         return y
 
     def _backward(self, x, W, dout):
@@ -1015,6 +1025,7 @@ class NumbaTiledAffine(KernelImpl):
         if N == 1:
             _row_backward(x, W, dout, dx, dW, db)
         else:
-            _gemm(dout, False, W, True, dx, db, False, db, False, M)  # NT: dx = dout . W^T
-            _gemm(x, True, dout, False, dW, db, False, db, True, N)  # TN: dW = x^T . dout, db fused
+            threads = numba.get_num_threads()
+            _gemm(dout, False, W, True, dx, db, False, db, False, M, threads)  # NT: dx = dout . W^T
+            _gemm(x, True, dout, False, dW, db, False, db, True, N, threads)  # TN: dW = x^T . dout, db fused
         return dx, dW, db

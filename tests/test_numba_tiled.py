@@ -149,7 +149,7 @@ def test_packing_against_numpy(kc, ncols, dtype):
     ncols = min(ncols, nr)
     rng = np.random.default_rng(kc * 31 + ncols)
     B = rng.standard_normal((kc + 3, ncols + 5)).astype(dtype)  # pack rows 2.., columns 3..
-    buf = nt._aligned_empty(kc * nr + nr, np.dtype(dtype))
+    buf = nt._aligned_empty(kc * nr + nr, np.empty(0, dtype))
     buf[:] = 7
     db = np.ones(ncols + 5, dtype)
     nt._pack_b(B, False, 2, kc - 2 if kc > 2 else kc, 3, ncols, buf, nr, db, True, False)
@@ -187,7 +187,7 @@ def test_depth_blocks_and_buffer_alignment():
     assert nt._depth_step(784) == 392 and nt._depth_step(1100) == 368
     for n in (1, 13, 1000):
         for dt in (np.float32, np.float64):
-            a = nt._aligned_empty(n, np.dtype(dt))
+            a = nt._aligned_empty(n, np.empty(0, dt))
             assert a.size == n and a.ctypes.data % nt.ALIGN == 0
 
 
