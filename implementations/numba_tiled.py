@@ -776,7 +776,8 @@ def _fetch_add(typingctx, arr, idx, val):
 
 
 @njit(parallel=True, **_OPTS)
-def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, dot, counter):
+def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, dot, counter,
+                 mcs):
     """Large products on T threads, balanced at run time (BLIS's shared-B scheme).
 
     For each depth block: the T threads pack the B block together (disjoint panels, so the
@@ -791,7 +792,7 @@ def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
     if sum_db:
         db[:] = 0
     bbuf = buf[:bsz]
-    nchunks = (m + MC - 1) // MC
+    nchunks = (m + mcs - 1) // mcs
     for jc in range(0, n, NC):
         nc = min(NC, n - jc)
         npan = (nc + nr_c - 1) // nr_c
@@ -813,8 +814,8 @@ def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
                     c = _fetch_add(counter, 0, 1)
                     if c >= nchunks:
                         break
-                    ic = c * MC
-                    mc = min(MC, m - ic)
+                    ic = c * mcs
+                    mc = min(mcs, m - ic)
                     if pa:
                         _pack_a(A, ta, ic, mc, pc, kc, abuf, MR)
                         _macro(A, ta, abuf, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
@@ -941,6 +942,15 @@ def _depth_step(k):
 
 
 @njit(**_OPTS)
+def _chunk_rows(m, T):
+    """Rows per chunk of _gemm_shared: at most MC, and a multiple of T chunks in all (1024 rows
+    on 2 threads: 12 chunks of 90, not 11 of 96, where one thread idles for a chunk at the end
+    of every depth block while nothing is slowing either)."""
+    per = -(-m // (T * -(-m // (T * MC))))
+    return min(MC, _ceil_to(per, MR))
+
+
+@njit(**_OPTS)
 def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
     """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here.
 
@@ -973,7 +983,7 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line)
         buf = _aligned_empty(bsz + T * asz, C)
         _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, dot,
-                     np.zeros(1, dtype=np.int64))
+                     np.zeros(1, dtype=np.int64), _chunk_rows(m, T))
     else:
         if tb and n > m:
             mt = _ceil_to(m, MR)  # rows a task may own
