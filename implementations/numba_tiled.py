@@ -985,10 +985,10 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
         _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, dot,
                      np.zeros(1, dtype=np.int64), _chunk_rows(m, T))
     else:
-        if tb and n > m:
-            mt = _ceil_to(m, MR)  # rows a task may own
-        else:
-            mt = _ceil_to(-(-m // T), MR) + MR
+        mt = 0  # the most rows a task owns: a column split gives every task all m rows
+        for t in range(T):
+            r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, tb and n > m)
+            mt = max(mt, _ceil_to(r1 - r0, MR))
         asz = _ceil_to(min(MC, _ceil_to(m, MR), mt) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
         buf = _aligned_empty(T * (asz + bsz), C)

@@ -210,3 +210,29 @@ def test_kernels_command_refuses_what_it_cannot_measure(capsys):
     assert cli.main(["kernels", "--case", "no such case"]) == 2
     assert "--case matched no target" in capsys.readouterr().err
     assert cli.main(["kernels", "--samples", "2"]) == 2
+
+
+def test_three_threads_in_a_subprocess():
+    """More threads than this 2-core machine has cores (a bigger machine's default): the static
+    split hands every task all m rows when it splits by columns, and the packing buffer must hold
+    them (a review found heap corruption at N=19, K=64, M=256 on 3 threads, sized for m/T rows)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numba\n"
+        "from affbench import registry\n"
+        "from affbench.verify import make_inputs\n"
+        "assert numba.get_num_threads() == 3\n"
+        "impl = registry.get('numba-tiled')\n"
+        "for shape in [(19, 64, 256), (30, 64, 258), (24, 100, 1000), (19, 64, 300), (40, 300, 70)]:\n"
+        "    for dt in ('float32', 'float64'):\n"
+        "        x, W, b, d = make_inputs(*shape, dt, seed=1, integers=True)\n"
+        "        assert (impl.forward(x, W, b) == x @ W + b).all(), shape\n"
+        "        dx, dW, db = impl.backward(x, W, d)\n"
+        "        assert (dx == d @ W.T).all() and (dW == x.T @ d).all() and (db == d.sum(0)).all(), shape\n"
+        "print('ok')\n")
+    env = dict(os.environ, NUMBA_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
