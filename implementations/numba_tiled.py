@@ -51,7 +51,7 @@ are 200 bytes: read in place, half the vector loads straddle cache lines, ~30% s
 Parallelism, two schemes:
 - products of N*K*M >= ``SHARED_WORK`` with at least T*MC rows (``_gemm_shared``): per depth
   block the T threads pack the B block together (disjoint panels), then take row chunks of
-  MC rows from an atomic counter (an LLVM ``atomicrmw`` intrinsic), each packing its own A
+  at most MC rows (a multiple of T chunks) from an atomic counter (an LLVM ``atomicrmw`` intrinsic), each packing its own A
   rows. Run-time balance matters on this shared VM, where one core at times runs at half
   speed: a static split makes the fast core wait for the slow one.
 - smaller products (``_gemm_parallel``): ``prange`` over T tasks, each owning a disjoint block
@@ -65,13 +65,13 @@ task that packs each column.
 
 Serial below a work threshold: products with N*K*M below ``PARALLEL_WORK`` (measured on
 the 2-core Zen 3: a prange launch costs a few microseconds, a serial call well under one)
-run the serial entry kernels, so batch 1 and the book's small layer don't pay for threads.
+run the serial entry kernels, so batch 1 and small layers don't pay for threads.
 
 Memory: outputs (allocated in Python with ``np.empty``) plus one packing buffer per product
 call, sized in ``_gemm``: at most T * (MC*KC + KC*NC) elements for the static split and
 KC*NC + T*MC*KC for the shared scheme (each block rounded up to a cache line), i.e. up to
 (96*512 + 512*2048) elements = 8.8 MB per thread in float64 (4.4 MB in float32), and only
-as much of it as the shape needs (the book's layer: under 0.3 MB). No other temporaries. A
+as much of it as the shape needs (the book's layer: under 1 MB per product). No other temporaries. A
 is packed only when C has PACK_A_COLS columns or more: for a narrow C (the book's dW, 784 x
 50) x^T is read in place (6 contiguous elements of a row of x per step of the
 micro-kernel), which measured ~1.3x faster than packing it transposed. Single-row products
