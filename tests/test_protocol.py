@@ -4,6 +4,8 @@ before any kernel runs."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -267,3 +269,60 @@ def test_all_registered_follow_the_protocol():
         impl = registry.get(n)
         assert isinstance(impl, protocol.AffineImpl)
         assert callable(impl.forward) and callable(impl.backward)
+
+
+# --------------------------------------------------------------------------- the fast path of the checks
+def _variants():
+    """Inputs of every kind the checks distinguish: plain ones take the fast path, the others
+    must fall through to the full checks and come out exactly as before."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 4))
+    W = rng.standard_normal((4, 3))
+    b = rng.standard_normal(3)
+    d = rng.standard_normal((5, 3))
+    ro = W.copy()
+    ro.flags.writeable = False
+    yield "plain", (x, W, b), (x, W, d)
+    yield "float32", (x.astype(np.float32), W.astype(np.float32), b.astype(np.float32)), \
+        (x.astype(np.float32), W.astype(np.float32), d.astype(np.float32))
+    yield "fortran", (np.asfortranarray(x), W, b), (x, np.asfortranarray(W), d)
+    yield "read-only", (x, ro, b), (x, ro, d)
+    yield "strided view", (x[:, ::1][::1], W[:, :], rng.standard_normal(6)[::2]), (x, W, rng.standard_normal((5, 6))[:, ::2])
+    yield "b as (1, M)", (x, W, b[None, :]), (x, W, d)
+    with warnings.catch_warnings():  # np.matrix is pending deprecation; it is exactly what is tested
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        yield "matrix", (np.asmatrix(x), W, b), (x, np.asmatrix(W), d)
+    yield "big-endian", (x.astype(">f8"), W, b), (x, W, d.astype(">f8"))
+    yield "mixed dtypes", (x, W.astype(np.float32), b), (x, W, d.astype(np.float32))
+    yield "int", (x.astype(int), W, b), (x, W.astype(int), d)
+    yield "shapes do not chain", (x, W.T.copy(), b), (x, W, d.T.copy())
+    yield "wrong ndim", (x[0], W, b), (x, W[0], d)
+    yield "list", ([[1.0]], W, b), (x, W, [[1.0]])
+    yield "empty", (np.empty((0, 4)), W, b), (np.empty((0, 4)), W, np.empty((0, 3)))
+
+
+def _outcome(fn, *args):
+    try:
+        return "ok", fn(*args)
+    except (TypeError, ValueError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize("case", list(_variants()), ids=lambda c: c[0])
+def test_fast_path_agrees_with_the_full_checks(case):
+    from affbench import protocol
+
+    _, fwd, bwd = case
+    for fast, full, args in ((protocol.check_forward, protocol._check_forward_full, fwd),
+                             (protocol.check_backward, protocol._check_backward_full, bwd)):
+        got, want = _outcome(fast, *args), _outcome(full, *args)
+        assert got[0] == want[0]
+        if got[0] != "ok":
+            assert got[1] == want[1]
+            continue
+        for g, w in zip(got[1], want[1]):
+            assert type(g) is np.ndarray and g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+            assert g.flags.c_contiguous and g.flags.writeable
+    if case[0] == "plain":  # no copies: the very same arrays come back
+        assert all(a is b for a, b in zip(protocol.check_forward(*fwd), fwd))
