@@ -139,11 +139,20 @@ def numba_threading_layer() -> str:
         return f"not yet chosen (config: {numba.config.THREADING_LAYER})"
 
 
+def blas_libraries() -> list[dict[str, Any]]:
+    """The BLAS and OpenMP libraries loaded in this process (threadpoolctl.threadpool_info()),
+    sorted: threadpoolctl lists them in load order, which varies, and runs should compare equal.
+    env.json and the pytest-benchmark machine info both record this."""
+    from threadpoolctl import threadpool_info
+
+    return sorted(threadpool_info(),
+                  key=lambda lib: (str(lib.get("user_api")), str(lib.get("prefix")), str(lib.get("filepath"))))
+
+
 def software() -> dict[str, Any]:
     import llvmlite
     import numba
     import numpy
-    from threadpoolctl import threadpool_info
 
     layer = numba_threading_layer()
     return {
@@ -152,7 +161,7 @@ def software() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "numba": numba.__version__,
         "llvmlite": llvmlite.__version__,
-        "blas": threadpool_info(),
+        "blas": blas_libraries(),
         "numba_threading_layer": layer,
         "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
     }

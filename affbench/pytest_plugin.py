@@ -36,8 +36,6 @@ import pytest
 from . import environment, malloc_env, pool_env, threads, warmup
 
 THREADS_ENV = "AFFBENCH_THREADS"
-_BLAS_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
-              "architecture", "filepath")
 
 #: What this session set and saw; the machine-info hook reports it (it runs at session end,
 #: after the session fixtures are torn down, so it must not read the live settings).
@@ -63,15 +61,6 @@ def requested_threads() -> int:
     return n
 
 
-def blas_info() -> list[dict[str, Any]]:
-    """The BLAS and OpenMP libraries loaded in this process (threadpoolctl), trimmed."""
-    from threadpoolctl import threadpool_info
-
-    libs = [{k: p.get(k) for k in _BLAS_KEYS if k in p} for p in threadpool_info()]
-    # threadpoolctl lists libraries in load order, which varies: sort, so runs compare equal
-    return sorted(libs, key=lambda lib: (str(lib.get("user_api")), str(lib.get("prefix")), str(lib.get("filepath"))))
-
-
 @pytest.fixture(scope="session")
 def affbench_threads() -> Iterator[int]:
     """Set Numba's and BLAS's thread counts for the whole session; yield the count."""
@@ -83,7 +72,7 @@ def affbench_threads() -> Iterator[int]:
     numba.set_num_threads(n)  # also starts Numba's threading layer, so it can be recorded
     with threadpool_limits(limits=n, user_api="blas"):
         _state.update(threads=n, numba_num_threads=numba.get_num_threads(), blas_threads=threads.blas_threads(),
-                      numba_threading_layer=environment.numba_threading_layer(), blas=blas_info())
+                      numba_threading_layer=environment.numba_threading_layer(), blas=environment.blas_libraries())
         try:
             yield n
         finally:
@@ -134,7 +123,7 @@ def runtime_info() -> dict[str, Any]:
     numba.get_num_threads()  # starts Numba's threading layer (the session does so anyway)
     blas_threads = _state.get("blas_threads", threads)
     libs = [dict(lib, num_threads=blas_threads) if lib.get("user_api") == "blas" else lib
-            for lib in (_state.get("blas") or blas_info())]
+            for lib in (_state.get("blas") or environment.blas_libraries())]
     return {
         "numpy": numpy.__version__,
         "numba": numba.__version__,
