@@ -121,9 +121,11 @@ def test_unknown_config_key(tmp_path, monkeypatch, capsys):
     ('layer = ["784x50"]\n', "--config sweep.toml: layer:"),
     ('impl = ["fast"]\n', "--config sweep.toml: impl:"),
     ("threads = [99]\n", "--config sweep.toml: threads:"),
-    ("budget = -1\n", "--budget"),
-    ('budget = "soon"\n', "--budget"),
-    ("min_samples = 0\n", "--config min_samples"),
+    ("budget = -1\n", "--config sweep.toml: budget: -1 must be a positive number"),
+    ('budget = "soon"\n', "--config sweep.toml: budget: 'soon' is not a number"),
+    ("max_case_s = 0\n", "--config sweep.toml: max_case_s: 0"),
+    ('case_timeout = "1m"\n', "--config sweep.toml: case_timeout: '1m' is not a number"),
+    ("min_samples = 0\n", "--config sweep.toml: min_samples"),
     ("min_samples = 9\nmax_samples = 3\n", "--config: min_samples 9 > max_samples 3"),
 ])
 def test_bad_values_in_a_config_file(tmp_path, monkeypatch, capsys, body, option):

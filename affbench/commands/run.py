@@ -106,22 +106,28 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
                            ("threads", "--threads", "threads"), ("impls", "--impl", "impl")):
         if key in changes and not changes[key]:
             raise UsageError(f"{opt}: no value given")
+    def scalar(cli_value: Any, key: str, option: str) -> tuple[Any, str]:
+        """The value (the command line's over the file's) and how to name it in an error."""
+        if cli_value is not None:
+            return cli_value, option
+        return config.get(key), f"--config {args.config}: {key}"
+
     plan = sweep.plan
-    budget = args.budget if args.budget is not None else config.get("budget")
+    budget, name_ = scalar(args.budget, "budget", "--budget")
     if budget is not None:
-        plan = replace(plan, budget_s=_positive_float("--budget", budget))
+        plan = replace(plan, budget_s=_positive_float(name_, budget))
     for key in ("min_samples", "max_samples"):
         if key in config:
-            plan = replace(plan, **{key: parse_positive_int(f"--config {key}", config[key])})
+            plan = replace(plan, **{key: parse_positive_int(f"--config {args.config}: {key}", config[key])})
     if plan.min_samples > plan.max_samples:
         raise UsageError(f"--config: min_samples {plan.min_samples} > max_samples {plan.max_samples}")
     changes["plan"] = plan
-    max_case = args.max_case_s if args.max_case_s is not None else config.get("max_case_s")
+    max_case, name_ = scalar(args.max_case_s, "max_case_s", "--max-case-s")
     if max_case is not None:
-        changes["max_case_s"] = _positive_float("--max-case-s", max_case)
-    timeout = args.case_timeout if args.case_timeout is not None else config.get("case_timeout")
+        changes["max_case_s"] = _positive_float(name_, max_case)
+    timeout, name_ = scalar(args.case_timeout, "case_timeout", "--case-timeout")
     if timeout is not None:
-        changes["case_timeout_s"] = _positive_float("--case-timeout", timeout)
+        changes["case_timeout_s"] = _positive_float(name_, timeout)
     return str(name), replace(sweep, **changes)
 
 
