@@ -9,6 +9,7 @@ different moments on a shared machine.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from . import registry
@@ -134,8 +135,11 @@ def evaluate(target: Target, t_num: float, t_den: float, cv: float = math.nan) -
 
 
 def select(quick: bool = False, cases: list[str] | None = None) -> list[Target]:
-    """The targets to measure: all, less QUICK_SKIP under --quick, or those whose case matches."""
+    """The targets to measure: all, less QUICK_SKIP under --quick, or those whose case contains
+    one of ``cases`` (not ending inside a number)."""
     chosen = [t for t in TARGETS if not (quick and t.case in QUICK_SKIP)]
     if cases:
-        chosen = [t for t in chosen if any(c in t.case for c in cases)]
+        # TEXT must not stop inside a number: "N=1" selects "N=1 784->50", not "book N=100 ..."
+        pats = [re.compile(re.escape(c) + r"(?!\d)") for c in cases]
+        chosen = [t for t in chosen if any(p.search(t.case) for p in pats)]
     return chosen

@@ -137,6 +137,10 @@ def test_peak_and_table():
     assert cases[("1024^3", "float64", "speedup")] == 1.8
     assert all(t.case != "2048^3" for t in select(quick=True))
     assert {t.case for t in select(cases=["book"])} == {"book N=100 784->50"}
+    assert {t.case for t in select(cases=["N=1"])} == {"N=1 784->50"}  # not the book's N=100
+    assert {t.case for t in select(cases=["N=100"])} == {"book N=100 784->50"}
+    assert {t.case for t in select(cases=["1024"])} == {"1024^3"}
+    assert select(cases=["N=10"]) == []
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -195,7 +199,7 @@ def test_kernels_command_prints_one_line_per_target(capsys):
     """`python -m affbench kernels` end to end on the two cheapest targets (batch 1)."""
     from affbench import cli
 
-    assert cli.main(["kernels", "--quick", "--case", "N=1 784", "--samples", "3"]) == 0
+    assert cli.main(["kernels", "--quick", "--case", "N=1", "--samples", "3"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("N=1 784->50")]
     assert len(lines) == 2 and {ln.split()[2] for ln in lines} == {"float32", "float64"}

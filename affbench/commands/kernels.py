@@ -29,7 +29,7 @@ from ..verify import make_inputs
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="fewer samples, and skip the 2048^3 cases")
     p.add_argument("--case", action="append", metavar="TEXT",
-                   help="only targets whose case contains TEXT (e.g. 1024, book, N=1)")
+                   help="only targets whose case contains TEXT, not ending inside a number (e.g. 1024, book, N=1; repeatable)")
     p.add_argument("--samples", type=int, metavar="N", help="samples per kernel (default 7, --quick 3)")
 
 
