@@ -39,7 +39,7 @@ def pin() -> bool:
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: CDLL(None) on Windows
         _state.update(pinned=False, why_not="no mallopt (not glibc)")
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

@@ -14,8 +14,9 @@ spinning worker takes a core from whichever kernel runs next:
   when Numba first starts its pool (the first parallel call).
 
 Short waits keep back-to-back calls of one kernel (within a sample) fast: its workers are
-still awake. Values the user set are kept; env.json records each value and whether it came
-in time to take effect. Sleeping pools are woken by the untimed priming call before each
+still awake. Values the user set are kept (and an OMP_WAIT_POLICY the user set is left to
+decide: libgomp would let GOMP_SPINCOUNT override it); env.json records each value, who set
+it, and whether it came in time to take effect. Sleeping pools are woken by the untimed priming call before each
 short sample (affbench.timing).
 """
 
@@ -29,8 +30,15 @@ GOMP_SPINCOUNT = "10000"
 
 #: numpy was imported before affbench could set the timeout: OpenBLAS never saw it.
 numpy_imported_first = "numpy" in sys.modules
+#: what the user set before affbench was imported (kept, and in effect whatever the order)
+user_openblas = "OPENBLAS_THREAD_TIMEOUT" in os.environ
+user_gomp = "GOMP_SPINCOUNT" in os.environ
+#: libgomp lets a set GOMP_SPINCOUNT override OMP_WAIT_POLICY, so a wait policy the user chose
+#: (passive: no spinning; active: spin for good) leaves GOMP_SPINCOUNT unset
+user_wait_policy = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
-os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+if not user_gomp and user_wait_policy is None:
+    os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
 
 
 def _libgomp_loaded() -> bool:
@@ -46,14 +54,24 @@ gomp_loaded_first = _libgomp_loaded()
 
 
 def status() -> dict[str, object]:
-    """OPENBLAS_THREAD_TIMEOUT as env.json records it (key ``openblas_thread_timeout``)."""
+    """OPENBLAS_THREAD_TIMEOUT as env.json records it (key ``openblas_thread_timeout``).
+
+    in_effect: OpenBLAS read the value (set before the process started, or by affbench before
+    NumPy loaded OpenBLAS); set_by: "user" or "affbench"."""
     return {"value": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
-            "in_effect": not numpy_imported_first,
+            "in_effect": user_openblas or not numpy_imported_first,
+            "set_by": "user" if user_openblas else "affbench",
             "why": "OpenBLAS workers sleep after 2**value cycles instead of spinning ~0.1 s into the next Numba kernel"}
 
 
 def gomp_status() -> dict[str, object]:
-    """GOMP_SPINCOUNT as env.json records it (key ``gomp_spincount``)."""
-    return {"value": os.environ.get("GOMP_SPINCOUNT"),
-            "in_effect": not gomp_loaded_first,
-            "why": "Numba's OpenMP workers spin ~0.35 ms instead of ~9 ms into the next kernel"}
+    """GOMP_SPINCOUNT as env.json records it (key ``gomp_spincount``); value None when the
+    user's OMP_WAIT_POLICY decides instead (``omp_wait_policy``)."""
+    out: dict[str, object] = {
+        "value": os.environ.get("GOMP_SPINCOUNT"),
+        "in_effect": user_gomp or user_wait_policy is not None or not gomp_loaded_first,
+        "set_by": "user" if (user_gomp or user_wait_policy is not None) else "affbench",
+        "why": "Numba's OpenMP workers spin ~0.35 ms instead of ~9 ms into the next kernel"}
+    if user_wait_policy is not None:
+        out["omp_wait_policy"] = user_wait_policy
+    return out

@@ -140,6 +140,6 @@ def select(quick: bool = False, cases: list[str] | None = None) -> list[Target]:
     chosen = [t for t in TARGETS if not (quick and t.case in QUICK_SKIP)]
     if cases:
         # TEXT must not stop inside a number: "N=1" selects "N=1 784->50", not "book N=100 ..."
-        pats = [re.compile(re.escape(c) + r"(?!\d)") for c in cases]
+        pats = [re.compile(re.escape(c) + (r"(?!\d)" if c[-1:].isdigit() else "")) for c in cases]
         chosen = [t for t in chosen if any(p.search(t.case) for p in pats)]
     return chosen

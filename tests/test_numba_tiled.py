@@ -141,6 +141,7 @@ def test_peak_and_table():
     assert {t.case for t in select(cases=["N=100"])} == {"book N=100 784->50"}
     assert {t.case for t in select(cases=["1024"])} == {"1024^3"}
     assert select(cases=["N=10"]) == []
+    assert len(select(cases=["N="])) == 4 and len(select(cases=["1024^"])) == 4  # text ending before a number
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

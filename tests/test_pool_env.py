@@ -15,7 +15,8 @@ STATUS = "import json; from affbench import pool_env; print(json.dumps([pool_env
 
 
 def _child(code: str, **env_over: str) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     env.update(env_over)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -31,6 +32,21 @@ def test_defaults_set_before_either_pool_loads():
 def test_a_value_the_user_set_is_kept():
     blas, gomp = _child(STATUS, OPENBLAS_THREAD_TIMEOUT="24", GOMP_SPINCOUNT="0")
     assert blas["value"] == "24" and gomp["value"] == "0"
+    assert blas["set_by"] == gomp["set_by"] == "user"
+
+
+def test_the_users_wait_policy_is_left_to_decide():
+    """libgomp lets GOMP_SPINCOUNT override OMP_WAIT_POLICY: affbench must not set it then."""
+    blas, gomp = _child("import os, json; from affbench import pool_env\n"
+                        "print(json.dumps([pool_env.status(), dict(pool_env.gomp_status(), "
+                        "env=os.environ.get('GOMP_SPINCOUNT'))]))", OMP_WAIT_POLICY="passive")
+    assert gomp["env"] is None and gomp["value"] is None and gomp["omp_wait_policy"] == "passive"
+    assert gomp["in_effect"] is True and gomp["set_by"] == "user"
+
+
+def test_a_value_set_before_start_is_in_effect_whatever_the_import_order():
+    blas, _ = _child("import numpy\n" + STATUS, OPENBLAS_THREAD_TIMEOUT="20")
+    assert blas["in_effect"] is True and blas["set_by"] == "user"
 
 
 def test_too_late_is_recorded_as_not_in_effect():

@@ -278,5 +278,7 @@ def test_environment_table_names_the_allocator_and_openblas_settings():
     assert rows["GOMP_SPINCOUNT"] == "10000"
     assert rows["OPENBLAS_THREAD_TIMEOUT"] == "20 (set too late: not in effect)"
     assert rows["glibc malloc thresholds"] == "pinned: mmap above 32 MiB, trim above 64 MiB"
+    rows = dict(tables.env_summary({"gomp_spincount": {"value": None, "in_effect": True, "omp_wait_policy": "active"}}))
+    assert rows["GOMP_SPINCOUNT"] == "unset: OMP_WAIT_POLICY=active decides"
     rows = dict(tables.env_summary({"malloc": {"pinned": False, "why_not": "AFFBENCH_PIN_MALLOC=0"}}))
     assert rows["glibc malloc thresholds"] == "glibc's dynamic defaults (AFFBENCH_PIN_MALLOC=0)"

@@ -125,6 +125,7 @@ def test_unknown_config_key(tmp_path, monkeypatch, capsys):
     ('budget = "soon"\n', "--config sweep.toml: budget: 'soon' is not a number"),
     ("max_case_s = 0\n", "--config sweep.toml: max_case_s: 0"),
     ('case_timeout = "1m"\n', "--config sweep.toml: case_timeout: '1m' is not a number"),
+    ("budget = true\n", "--config sweep.toml: budget: True is not a number"),
     ("min_samples = 0\n", "--config sweep.toml: min_samples"),
     ("min_samples = 9\nmax_samples = 3\n", "--config: min_samples 9 > max_samples 3"),
 ])

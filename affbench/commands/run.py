@@ -49,6 +49,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _positive_float(option: str, value: Any) -> float:
+    if isinstance(value, bool):  # float(True) is 1.0: `budget = true` in a file is a mistake
+        raise UsageError(f"{option}: {value!r} is not a number")
     try:
         v = float(value)
     except (TypeError, ValueError):

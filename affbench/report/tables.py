@@ -263,7 +263,9 @@ def env_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:
         add("OPENBLAS_THREAD_TIMEOUT", f"{ot.get('value')}" + ("" if ot.get("in_effect", True) else " (set too late: not in effect)"))
     gs = get("gomp_spincount")
     if isinstance(gs, Mapping) and gs:
-        add("GOMP_SPINCOUNT", f"{gs.get('value')}" + ("" if gs.get("in_effect", True) else " (set too late: not in effect)"))
+        text = (f"unset: OMP_WAIT_POLICY={gs['omp_wait_policy']} decides" if gs.get("value") is None
+                and gs.get("omp_wait_policy") else f"{gs.get('value')}")
+        add("GOMP_SPINCOUNT", text + ("" if gs.get("in_effect", True) else " (set too late: not in effect)"))
     heap = get("malloc")
     if isinstance(heap, Mapping) and heap:
         add("glibc malloc thresholds", f"pinned: mmap above {heap.get('mmap_threshold', 0) >> 20} MiB, trim above "
