@@ -108,8 +108,10 @@ _FASTMATH = {"reassoc", "contract"}  # reassociation and FMA contraction; no nna
 _OPTS = dict(cache=True, fastmath=_FASTMATH, nogil=True)
 
 
-def _nr(dtype: np.dtype, nv: int = NV) -> int:
-    return nv * (32 // np.dtype(dtype).itemsize)
+@njit(**_OPTS)
+def _nr(like):
+    """NR, the columns of a micro-tile, for like's dtype: NV AVX2 vectors (8 doubles, 16 floats)."""
+    return NV * (32 // like.itemsize)
 
 
 # ------------------------------------------------------------------------- LLVM IR helpers
@@ -966,7 +968,7 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
     200-byte rows, cost the forward ~10%).
     """
     m, n = C.shape
-    nr_c = NV * (32 // C.itemsize)
+    nr_c = _nr(C)
     pa = n >= PACK_A_COLS
     pb = tb or m >= PACK_B_ROWS or (B.shape[1] * B.itemsize) % 32 != 0
     dot = pb and not pa and not ta  # rows of A contiguous along k: a narrow last tile as dot products

@@ -150,7 +150,7 @@ def test_peak_and_table():
 def test_packing_against_numpy(kc, ncols, dtype):
     """_pack_b in both directions, on every column count up to NR and depths around the
     vector width: panel contents, zero padding, the fused db, and nothing written past the panel."""
-    nr = nt._nr(dtype)
+    nr = nt._nr(np.empty(0, dtype))
     ncols = min(ncols, nr)
     rng = np.random.default_rng(kc * 31 + ncols)
     B = rng.standard_normal((kc + 3, ncols + 5)).astype(dtype)  # pack rows 2.., columns 3..

@@ -160,21 +160,12 @@ BACKWARD_BAD = {
 }
 
 
-@pytest.mark.parametrize("case", FORWARD_BAD, ids=str)
-def test_forward_bad_input(guarded, case):
-    args, exc, words = FORWARD_BAD[case]
+@pytest.mark.parametrize("pass_, case", [("forward", c) for c in FORWARD_BAD] + [("backward", c) for c in BACKWARD_BAD],
+                         ids=lambda v: str(v))
+def test_bad_input(guarded, pass_, case):
+    args, exc, words = (FORWARD_BAD if pass_ == "forward" else BACKWARD_BAD)[case]
     with pytest.raises(exc) as info:
-        guarded.forward(*args)
-    msg = str(info.value)
-    for w in words:
-        assert w in msg, f"{w!r} missing from {msg!r}"
-
-
-@pytest.mark.parametrize("case", BACKWARD_BAD, ids=str)
-def test_backward_bad_input(guarded, case):
-    args, exc, words = BACKWARD_BAD[case]
-    with pytest.raises(exc) as info:
-        guarded.backward(*args)
+        getattr(guarded, pass_)(*args)
     msg = str(info.value)
     for w in words:
         assert w in msg, f"{w!r} missing from {msg!r}"
