@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("affbench.commands.report", "regenerate plots, report.md and report.html from a results directory"),
     "compare": ("affbench.commands.compare", "compare two runs case by case, with significance tests"),
     "kernels": ("affbench.commands.kernels", "measure the numba-tiled targets side by side with NumPy"),
+    "asm": ("affbench.commands.asm", "read the Numba kernels' machine code: vectorized loops, FMA, register spills"),
 }
 
 DESCRIPTION = """\
