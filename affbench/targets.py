@@ -111,16 +111,28 @@ class Outcome:
         return (f / self.t_num / 1e9 if self.t_num > 0 else math.nan,
                 f / self.t_den / 1e9 if self.t_den > 0 else math.nan)
 
+    def needed(self) -> tuple[str, float]:
+        """(kernel label, GFLOP/s) it would need, the other kernel's time unchanged, to meet the
+        limit exactly: the numerator for a ratio, the multi-thread run for a speedup."""
+        t = self.target
+        a, b = t.labels
+        if t.kind == "ratio":
+            return a, t.step_flops / (t.limit * self.t_den) / 1e9
+        return b, t.step_flops / (self.t_num / t.limit) / 1e9
+
     def line(self) -> str:
         t = self.target
         g_num, g_den = self.gflops()
         peak = peak_gflops(t.dtype)
         a, b = t.labels
         verdict = "PASS" if self.passed else "MISS"
-        return (f"{t.case:<19} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}  target {t.relation} {t.limit:<5g} "
+        text = (f"{t.case:<19} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}  target {t.relation} {t.limit:<5g} "
                 f"{verdict}   {a} {g_num:6.1f} GFLOP/s ({100 * g_num / peak:5.1f}%)  "
-                f"{b} {g_den:6.1f} GFLOP/s ({100 * g_den / peak:5.1f}%)"
-                + (f"  noisy (cv {100 * self.cv:.0f}%)" if self.noisy else ""))
+                f"{b} {g_den:6.1f} GFLOP/s ({100 * g_den / peak:5.1f}%)")
+        if not self.passed and self.t_num > 0 and self.t_den > 0:
+            who, need = self.needed()
+            text += f"  to pass: {who} {need:.1f} GFLOP/s ({100 * need / peak:.0f}%)"
+        return text + (f"  noisy (cv {100 * self.cv:.0f}%)" if self.noisy else "")
 
 
 def evaluate(target: Target, t_num: float, t_den: float, cv: float = math.nan) -> Outcome:

@@ -124,6 +124,18 @@ def test_outcome_line_and_gflops():
     assert not evaluate(t, 0.1, 0.08, cv=0.05).noisy
 
 
+def test_what_a_miss_would_need():
+    """The rate the measured kernel would need, the other one's time unchanged, to meet the limit."""
+    ratio = Target("fake", 100, 784, 50, "float64", "ratio", 0.67)
+    out = evaluate(ratio, 300e-6, 400e-6)  # ratio 0.75: a miss
+    who, need = out.needed()
+    assert who == "numba-tiled" and math.isclose(need, ratio.step_flops / (0.67 * 400e-6) / 1e9)
+    assert "to pass: numba-tiled" in out.line() and "to pass" not in evaluate(ratio, 200e-6, 400e-6).line()
+    speed = Target("fake", 64, 64, 64, "float64", "speedup", 1.8)
+    who, need = evaluate(speed, 1.0, 0.6).needed()  # 1.67x: the 2-thread run must take 1/1.8 s
+    assert who == "numba-tiled@2t" and math.isclose(need, speed.step_flops * 1.8 / 1e9)
+
+
 def test_peak_and_table():
     zen3 = {"nominal_ghz": 2.445, "fma": True, "avx512": False}
     assert math.isclose(peak_gflops("float64", zen3, 2), 2 * 16 * 2.445)
@@ -200,12 +212,18 @@ def test_kernels_command_prints_one_line_per_target(capsys):
     """`python -m affbench kernels` end to end on the two cheapest targets (batch 1)."""
     from affbench import cli
 
-    assert cli.main(["kernels", "--quick", "--case", "N=1", "--samples", "3"]) == 0
+    assert cli.main(["kernels", "--quick", "--case", "N=1", "--samples", "3", "--parts"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("N=1 784->50")]
     assert len(lines) == 2 and {ln.split()[2] for ln in lines} == {"float32", "float64"}
     for ln in lines:
-        assert "target <= 0.67" in ln and ("PASS" in ln or "MISS" in ln) and ln.count("GFLOP/s") == 2
+        assert "target <= 0.67" in ln and ("PASS" in ln or "MISS" in ln)
+        assert ln.count("GFLOP/s") == (2 if "PASS" in ln else 3)  # a MISS says what would pass
+    # --parts: forward and backward under each target, both kernels and their ratio
+    for name in ("forward", "backward"):
+        parts = [ln for ln in out.splitlines() if ln.strip().startswith(name + " ")]
+        assert len(parts) == 2, out
+        assert all("numba-tiled" in ln and "numpy" in ln and "ratio" in ln for ln in parts)
     assert "/2 targets met" in out and "compile (first calls" in out
 
 

@@ -10,6 +10,9 @@ speedup), the target, PASS/MISS, and GFLOP/s with % of the nominal 2-core peak
 possible). A line whose samples varied by more than the noise threshold says "noisy", and
 other processes' CPU use during the measurement (affbench.load) is warned about at the end.
 It reports; it is not a gate: the exit status is 0 even on a MISS.
+
+--parts also times forward() and backward() on their own, in the same round-robin, and prints
+them under each target: where the step's time goes, and which pass wins by how much.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..errors import UsageError
 from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, select
 from ..threads import backend_of, max_threads, threads_for
 from ..timing import NOISE_CV_THRESHOLD, Plan, Timed, sample_round_robin, summarize
+from ..reference import flops
 from ..verify import make_inputs
 
 
@@ -31,6 +35,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case", action="append", metavar="TEXT",
                    help="only targets whose case contains TEXT, not ending inside a number (e.g. 1024, book, N=1; repeatable)")
     p.add_argument("--samples", type=int, metavar="N", help="samples per kernel (default 7, --quick 3)")
+    p.add_argument("--parts", action="store_true",
+                   help="also time forward() and backward() apart (same round-robin) and print them per target")
 
 
 def peak_note() -> str:
@@ -45,28 +51,51 @@ def _compile(impl) -> float:
     return sum(warmup.first_calls(impl, dt) for dt in ("float32", "float64"))
 
 
-def _timed(impl, threads: int, x, W, b, d) -> Timed:
+PASSES = ("step", "forward", "backward")
+
+
+def _timed(impl, threads: int, x, W, b, d, pass_: str = "step") -> Timed:
     def step():
         impl.forward(x, W, b)
         impl.backward(x, W, d)
 
-    return Timed(call=step, context=lambda: threads_for(backend_of(impl), threads))
+    call = {"step": step, "forward": lambda: impl.forward(x, W, b), "backward": lambda: impl.backward(x, W, d)}
+    return Timed(call=call[pass_], context=lambda: threads_for(backend_of(impl), threads))
 
 
-def measure(target: Target, plan: Plan) -> Outcome:
+def measure(target: Target, plan: Plan, parts: bool = False) -> tuple[Outcome, list[str]]:
+    """The target's outcome, and (with ``parts``) one line per pass: both kernels' forward()
+    and backward() medians, sampled in the same round-robin as the steps."""
     subject = registry.get(SUBJECT)
     x, W, b, d = make_inputs(target.N, target.K, target.M, target.dtype)
     if target.kind == "ratio":
-        cases = [_timed(subject, target.threads, x, W, b, d),
-                 _timed(registry.get(BASELINE), target.threads, x, W, b, d)]
+        pair = [(subject, target.threads), (registry.get(BASELINE), target.threads)]
     else:
-        cases = [_timed(subject, 1, x, W, b, d), _timed(subject, target.threads, x, W, b, d)]
-    sample_round_robin(cases, plan)
-    for c in cases:
+        pair = [(subject, 1), (subject, target.threads)]
+    passes = PASSES if parts else PASSES[:1]
+    cases = {(p, i): _timed(impl, n, x, W, b, d, p) for p in passes for i, (impl, n) in enumerate(pair)}
+    sample_round_robin(list(cases.values()), plan)
+    for c in cases.values():
         if c.error is not None:
             raise c.error
-    stats = [summarize(c.samples) for c in cases]
-    return evaluate(target, stats[0].median, stats[1].median, max(st.cv for st in stats))
+    stats = {key: summarize(c.samples) for key, c in cases.items()}
+    a, b_ = stats[("step", 0)], stats[("step", 1)]
+    outcome = evaluate(target, a.median, b_.median, max(a.cv, b_.cv))
+    return outcome, [_part_line(target, p, stats[(p, 0)], stats[(p, 1)]) for p in passes[1:]]
+
+
+def _part_line(target: Target, pass_: str, num, den) -> str:
+    f = flops(pass_, target.N, target.K, target.M)
+    peak = peak_gflops(target.dtype)
+    a, b = target.labels
+
+    def one(label, st):
+        g = f / st.median / 1e9
+        return f"{label} {st.median * 1e6:9.1f} us {g:6.1f} GFLOP/s ({100 * g / peak:5.1f}%)"
+
+    noisy = max(num.cv, den.cv)
+    return (f"    {pass_:<9} {one(a, num)}   {one(b, den)}   ratio {num.median / den.median:.3f}"
+            + (f"  noisy (cv {100 * noisy:.0f}%)" if noisy > NOISE_CV_THRESHOLD else ""))
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -91,10 +120,12 @@ def execute(args: argparse.Namespace) -> int:
     misses = noisy = 0
     start = load.snapshot()
     for t in targets:
-        out = measure(t, plan)
+        out, part_lines = measure(t, plan, args.parts)
         misses += not out.passed
         noisy += out.noisy
         print(out.line(), flush=True)
+        for line in part_lines:
+            print(line, flush=True)
     warnings = load.assess(start, load.snapshot(), max_threads(), noisy, len(targets))
     print(f"\n{len(targets) - misses}/{len(targets)} targets met" + (" (a report, not a gate)" if misses else ""))
     if noisy:
