@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 OPENBLAS_THREAD_TIMEOUT = "20"
 GOMP_SPINCOUNT = "10000"
@@ -37,6 +38,13 @@ user_gomp = "GOMP_SPINCOUNT" in os.environ
 #: (passive: no spinning; active: spin for good) leaves GOMP_SPINCOUNT unset
 user_wait_policy = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
+if numpy_imported_first and not user_openblas:
+    # said at import, not only in a run's env.json: a script timing kernels itself gets every
+    # Numba time after a NumPy call inflated (a session lost an hour to it: 1.5-4x here)
+    warnings.warn("numpy was imported before affbench, so OpenBLAS loaded without OPENBLAS_THREAD_TIMEOUT: "
+                  "its idle workers spin ~0.1 s after each call, into whatever kernel runs next. "
+                  "Import affbench before numpy, or set OPENBLAS_THREAD_TIMEOUT=20 before Python starts.",
+                  RuntimeWarning, stacklevel=2)
 if not user_gomp and user_wait_policy is None:
     os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
 

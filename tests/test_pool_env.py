@@ -68,3 +68,20 @@ def test_too_late_is_recorded_as_not_in_effect():
             assert gomp["in_effect"] is False  # libgomp was loaded (and read its settings) first
         else:
             pytest.skip(f"Numba's threading layer here is {layer}, not libgomp")
+
+
+@pytest.mark.parametrize("user_value", [None, "20"])
+def test_importing_numpy_first_is_warned_about(user_value):
+    """Said at import time, so a script that times kernels itself learns it too (not only a
+    run's env.json): unless the user set the timeout before start, when it is in effect anyway."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if user_value:
+        env["OPENBLAS_THREAD_TIMEOUT"] = user_value
+    out = subprocess.run([sys.executable, "-c", "import numpy\nimport affbench"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    warned = "numpy was imported before affbench" in out.stderr
+    assert warned is (user_value is None), out.stderr
+    ok = subprocess.run([sys.executable, "-c", "import affbench\nimport numpy"], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert "numpy was imported before affbench" not in ok.stderr
