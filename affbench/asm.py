@@ -20,9 +20,11 @@ from typing import Iterable
 #: vector register width in bits, by register name prefix
 _WIDTH = {"xmm": 128, "ymm": 256, "zmm": 512}
 _FMA = re.compile(r"^vf(?:n?m(?:add|sub))(?:sub|add)?\d{3}(p|s)([sd])$")
-_ARITH = re.compile(r"^v(mul|add|sub)(p|s)([sd])$")
+_ARITH = re.compile(r"^v?(mul|add|sub)(p|s)([sd])$")  # AVX (vmulpd) or SSE (mulpd)
 _LABEL = re.compile(r"^([.\w$@]+):")
+_LOCAL = re.compile(r"^(\.L|L[A-Za-z]*\d)")  # basic-block labels: .LBB0_3 (ELF), LBB0_3 (Mach-O)
 _JUMP = re.compile(r"^(j[a-z]+)\s+([.\w$@]+)")
+_REG_BYTES = {128: "xmm", 256: "ymm", 512: "zmm"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,35 @@ class Op:
 
     @property
     def flops(self) -> int:
+        """Floating-point operations: 2 per lane for an FMA, 1 for a multiply or an add."""
         return self.lanes * (2 if self.kind == "fma" else 1)
+
+
+def operands(instr: str) -> list[str]:
+    """The operands of an AT&T instruction, split at top-level commas (not inside ``(...)``),
+    AVX-512 masks ``{%k1}`` dropped: ``vmovups %zmm0, (%rdi,%rax,4) {%k1}`` -> ['%zmm0', '(%rdi,%rax,4)']."""
+    parts = instr.split(None, 1)
+    if len(parts) < 2:
+        return []
+    text = re.sub(r"\{[^}]*\}", "", parts[1])
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def touches_stack(instr: str) -> bool:
+    """A memory operand on the stack pointer (a spilled register or a local kept in memory);
+    ``lea`` computes an address without touching memory."""
+    return "(%rsp" in instr and not instr.split(None, 1)[0].startswith("lea")
 
 
 def _width(instr: str) -> int:
@@ -67,17 +97,18 @@ def category(instr: str) -> str:
     if op is not None:
         if op.lanes == 1:
             return f"scalar {op.kind}"
-        return f"{op.kind} {'ymm' if op.lanes * op.bits == 256 else 'zmm' if op.lanes * op.bits == 512 else 'xmm'}"
-    if "(%rsp)" in instr and not mnemonic.startswith(("vbroadcast", "j", "call")):
-        # a register that did not fit: LLVM keeps it on the stack and reloads it each trip
-        return "stack spill/reload"
+        return f"{op.kind} {_REG_BYTES.get(op.lanes * op.bits, 'xmm')}"
     if "broadcast" in mnemonic:
         return "broadcast"
     if "maskmov" in mnemonic:
         return "masked load/store"
-    if mnemonic.startswith(("vmov", "mov")) and "(" in instr:
-        # AT&T: source first; a memory destination is a store
-        return "store" if instr.rstrip().endswith(")") else "load"
+    if touches_stack(instr) and mnemonic.startswith(("vmov", "mov", "add", "sub")):
+        # integer or vector values LLVM keeps on the stack: spilled registers, Numba's locals
+        return "stack access"
+    ops = operands(instr)
+    if mnemonic.startswith(("vmov", "mov")) and any("(" in o for o in ops):
+        # AT&T: destination last; a memory destination is a store
+        return "store" if "(" in ops[-1] else "load"
     if mnemonic.startswith("j"):
         return "branch"
     if mnemonic.startswith("prefetch"):
@@ -87,9 +118,13 @@ def category(instr: str) -> str:
 
 @dataclass(frozen=True)
 class Loop:
+    """A single-block loop: the function it is in (demangled), its label, its instructions, and
+    the function's symbol as the listing spells it (one per compiled signature)."""
+
     function: str
     label: str
     instructions: tuple[str, ...]
+    symbol: str = ""
 
     def ops(self) -> list[Op]:
         return [op for op in map(arithmetic, self.instructions) if op is not None]
@@ -103,9 +138,10 @@ class Loop:
         return Counter(category(i) for i in self.instructions)
 
     @property
-    def spills(self) -> int:
-        """Stack accesses per trip (registers LLVM ran out of, kept in memory)."""
-        return self.mix().get("stack spill/reload", 0)
+    def stack_accesses(self) -> int:
+        """Instructions per trip that read or write the stack (also those folded into an
+        arithmetic instruction or a broadcast): registers LLVM ran out of, or locals."""
+        return sum(touches_stack(i) for i in self.instructions)
 
     @property
     def verdict(self) -> str:
@@ -129,6 +165,8 @@ def _demangle(symbol: str) -> str:
     -> '_macro'); the symbol itself when it is not mangled that way."""
     if "parfor_gufunc" in symbol:
         return "prange body"
+    if symbol.startswith("__ZN"):  # Mach-O adds a leading underscore
+        symbol = symbol[1:]
     if not symbol.startswith("_ZN"):
         return symbol
     i, parts = 3, []
@@ -145,7 +183,7 @@ def _demangle(symbol: str) -> str:
 def loops(asm: str) -> list[Loop]:
     """Every single-block loop in an assembly listing, with the function it is in."""
     found: list[Loop] = []
-    function = "?"
+    function = symbol = "?"
     label: str | None = None
     body: list[str] = []
     for raw in asm.splitlines():
@@ -155,8 +193,8 @@ def loops(asm: str) -> list[Loop]:
         m = _LABEL.match(line)
         if m:
             name = m.group(1)
-            if not name.startswith("."):
-                function = _demangle(name)
+            if not _LOCAL.match(name):
+                function, symbol = _demangle(name), name
             label, body = name, []
             continue
         if line.startswith("."):  # assembler directives
@@ -164,7 +202,7 @@ def loops(asm: str) -> list[Loop]:
         body.append(line)
         j = _JUMP.match(line)
         if j and label is not None and j.group(2) == label and j.group(1) != "jmp":
-            found.append(Loop(function, label, tuple(body)))
+            found.append(Loop(function, label, tuple(body), symbol))
     return found
 
 
@@ -186,5 +224,5 @@ def kinds(found: Iterable[Loop]) -> dict[str, list[LoopKind]]:
             key = tuple(sorted(loop.mix().items()))
             groups.setdefault(loop.function, {}).setdefault(key, []).append(loop)
     return {fn: sorted((LoopKind(same[0], len(same)) for same in by_mix.values()),
-                       key=lambda k: (-k.loop.flops, k.loop.spills, k.loop.label))
+                       key=lambda k: (-k.loop.flops, k.loop.stack_accesses, k.loop.label))
             for fn, by_mix in sorted(groups.items())}

@@ -38,24 +38,32 @@ user_gomp = "GOMP_SPINCOUNT" in os.environ
 #: (passive: no spinning; active: spin for good) leaves GOMP_SPINCOUNT unset
 user_wait_policy = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
-if numpy_imported_first and not user_openblas:
-    # said at import, not only in a run's env.json: a script timing kernels itself gets every
-    # Numba time after a NumPy call inflated (a session lost an hour to it: 1.5-4x here)
-    warnings.warn("numpy was imported before affbench, so OpenBLAS loaded without OPENBLAS_THREAD_TIMEOUT: "
-                  "its idle workers spin ~0.1 s after each call, into whatever kernel runs next. "
-                  "Import affbench before numpy, or set OPENBLAS_THREAD_TIMEOUT=20 before Python starts.",
-                  RuntimeWarning, stacklevel=2)
 if not user_gomp and user_wait_policy is None:
     os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
 
 
-def _libgomp_loaded() -> bool:
-    """libgomp is mapped already (Numba ran a parallel function before affbench was imported)."""
+def _mapped(name: str) -> bool | None:
+    """A shared library whose path contains ``name`` is mapped into this process (None: cannot tell)."""
     try:
         with open("/proc/self/maps") as fh:
-            return "libgomp" in fh.read()
+            return name in fh.read().lower()
     except OSError:
-        return False
+        return None
+
+
+if numpy_imported_first and not user_openblas and _mapped("openblas") is not False:
+    # said at import, not only in a run's env.json: a script timing kernels itself gets every
+    # Numba time after a NumPy call inflated (a session lost an hour to it: 2-5x here). Not said
+    # when NumPy's BLAS is not OpenBLAS (MKL, Accelerate), which this setting does not concern.
+    warnings.warn("numpy was imported before affbench, so OpenBLAS loaded without OPENBLAS_THREAD_TIMEOUT: "
+                  "its idle workers spin ~0.1 s after each call, into whatever kernel runs next. "
+                  "Import affbench before numpy, or set OPENBLAS_THREAD_TIMEOUT=20 before Python starts.",
+                  RuntimeWarning, stacklevel=2)
+
+
+def _libgomp_loaded() -> bool:
+    """libgomp is mapped already (Numba ran a parallel function before affbench was imported)."""
+    return bool(_mapped("libgomp"))
 
 
 gomp_loaded_first = _libgomp_loaded()

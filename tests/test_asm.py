@@ -51,14 +51,43 @@ def test_instruction_mix_flops_and_verdict():
     fma, scalar = asm.loops(LISTING)
     mix = fma.mix()
     assert mix["fma ymm"] == 2 and mix["broadcast"] == 1 and mix["load"] == 1 and mix["store"] == 1
-    assert mix["stack spill/reload"] == 1 and fma.spills == 1
+    assert mix["stack access"] == 1 and fma.stack_accesses == 1
     assert fma.flops == 2 * 8 * 2  # two FMAs on 8 float32 lanes
     assert fma.verdict == "packed FMA"
-    assert scalar.flops == 2 and scalar.verdict == "scalar mul+add" and scalar.spills == 0
+    assert scalar.flops == 2 and scalar.verdict == "scalar mul+add" and scalar.stack_accesses == 0
     assert fma.describe().startswith("2 fma ymm")
 
 
+@pytest.mark.parametrize("instr, what", [
+    ("vmovups\t%zmm0, (%rdi,%rax,4) {%k1}", "store"),  # an AVX-512 mask after the memory operand
+    ("vmovups\t(%rdi,%rax,4), %ymm0", "load"),
+    ("vmovaps\t%ymm3, 64(%rsp)", "stack access"),  # a vector register spilled
+    ("movq\t16(%rsp), %rbx", "stack access"),  # an integer one reloaded
+    ("leaq\t16(%rsp), %rbx", "other"),  # an address computed, no memory touched
+    ("vbroadcastsd\t8(%rsp), %ymm0", "broadcast"),
+    ("vmaskmovpd\t(%rax), %ymm1, %ymm2", "masked load/store"),
+    ("jne\t.LBB0_3", "branch"),
+])
+def test_category(instr, what):
+    assert asm.category(instr) == what
+
+
+def test_stack_accesses_count_folded_operands_too():
+    lp = asm.Loop("f", ".L1", ("vfmadd231pd\t64(%rsp), %ymm0, %ymm1", "vbroadcastsd\t8(%rsp), %ymm2",
+                               "leaq\t16(%rsp), %rbx", "jne\t.L1"))
+    assert lp.stack_accesses == 2 and lp.verdict == "packed FMA"
+
+
+def test_macho_labels_and_symbols():
+    text = ("__ZN3pkg3mod6kernelB2v1E5Array:\nLBB0_3:\n\tvfmadd231pd\t%ymm1, %ymm0, %ymm2\n"
+            "\tjne\tLBB0_3\n")
+    (lp,) = asm.loops(text)
+    assert lp.function == "kernel" and lp.label == "LBB0_3"
+
+
 @pytest.mark.parametrize("instr, kind, lanes, bits", [
+    ("mulpd\t%xmm1, %xmm0", "mul/add", 2, 64),  # SSE, no VEX prefix
+    ("addss\t%xmm1, %xmm0", "mul/add", 1, 32),
     ("vfmadd231pd\t%ymm1, %ymm2, %ymm3", "fma", 4, 64),
     ("vfnmadd213ps\t%xmm1, %xmm2, %xmm3", "fma", 4, 32),
     ("vfmadd231ss\t%xmm1, %xmm2, %xmm3", "fma", 1, 32),
@@ -91,7 +120,24 @@ def test_demangle():
     assert asm._demangle("plain_symbol") == "plain_symbol"
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="reads x86-64 assembly")
+X86 = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="reads x86-64 assembly")
+
+
+def test_merge_keeps_a_callees_loop_once_under_its_own_name():
+    """A caller's listing holds its callees' code under other block numbers: counted once, and a
+    prange body is named after the function whose own listing holds it."""
+    from affbench.commands import asm as command
+
+    callee = ("_ZN3pkg6calleeE:\n.LBB0_2:\n\tvfmadd231pd\t(%rax), %ymm0, %ymm1\n\tjne\t.LBB0_2\n"
+              "__numba_parfor_gufunc_0x1:\n.LBB1_4:\n\tvaddpd\t%ymm0, %ymm1, %ymm1\n\tjne\t.LBB1_4\n")
+    caller = ("_ZN3pkg6callerE:\n.LBB0_9:\n\tvmulsd\t%xmm0, %xmm1, %xmm1\n\tjl\t.LBB0_9\n"
+              + callee.replace("LBB0_2", "LBB3_2").replace("LBB1_4", "LBB4_4"))
+    found = command.merge([("caller", caller), ("callee", callee)])
+    assert sorted(lp.function for lp in found) == ["callee", "callee: prange body", "caller"]
+    assert [k.count for k in asm.kinds(found)["callee"]] == [1]
+
+
+@X86
 def test_asm_command_on_the_plain_loops():
     """End to end in a fresh process (the command turns Numba's cache off, which must happen
     before anything is compiled): the i-k-j loops without fastmath get no FMA at all."""

@@ -226,6 +226,25 @@ def test_kernels_command_prints_one_line_per_target(capsys):
         assert all("numba-tiled" in ln and "numpy" in ln and "ratio" in ln for ln in parts)
     assert "/2 targets met" in out and "compile (first calls" in out
 
+    assert cli.main(["kernels", "--quick", "--case", "N=1", "--samples", "3"]) == 0
+    out = capsys.readouterr().out
+    assert len([ln for ln in out.splitlines() if ln.startswith("N=1 784->50")]) == 2
+    assert not [ln for ln in out.splitlines() if ln.strip().startswith(("forward ", "backward "))]
+
+
+def test_part_lines_say_ratio_or_speedup():
+    from affbench.commands import kernels
+    from affbench.timing import summarize
+
+    fast, slow = summarize([1e-3, 1e-3, 1e-3]), summarize([2e-3, 2e-3, 2e-3])
+    ratio = Target("fake", 100, 784, 50, "float64", "ratio", 0.67)
+    line = kernels._part_line(ratio, "forward", fast, slow)
+    assert "ratio 0.500" in line and "numba-tiled" in line and "numpy" in line and "noisy" not in line
+    speed = Target("fake", 100, 784, 50, "float64", "speedup", 1.8)
+    line = kernels._part_line(speed, "backward", slow, fast)
+    assert "speedup 2.000" in line and "@1t" in line and "@2t" in line
+    assert "noisy" in kernels._part_line(ratio, "forward", summarize([1e-3, 2e-3, 1e-3]), slow)
+
 
 def test_kernels_command_refuses_what_it_cannot_measure(capsys):
     from affbench import cli

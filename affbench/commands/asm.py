@@ -1,4 +1,4 @@
-"""The innermost loops of the Numba kernels' machine code: vectorized or not, FMA or not, spills.
+"""The innermost loops of the Numba kernels' machine code: vectorized or not, FMA or not, stack traffic.
 
 What LLVM made of a kernel decides its speed, and the assembly says it plainly. Numba does
 not let code loaded from its on-disk cache be inspected, so this command first turns that
@@ -12,25 +12,31 @@ floating-point arithmetic, one line per distinct instruction mix:
   the verdict: "packed FMA" (what a fast kernel needs), "packed mul+add" (vectorized, but
   multiplies and adds stay separate: fastmath's "contract" is off), "scalar ..." (one lane at
   a time: not vectorized);
-  the instruction mix, where "stack spill/reload" counts registers LLVM ran out of;
-  (xN) when the same loop body was emitted N times (per stride or alignment version).
+  the instruction mix, where "stack access" counts moves to and from the stack: registers
+  LLVM ran out of, or locals it keeps in memory (the summary also counts accesses folded into
+  arithmetic and broadcasts);
+  (xN) when the same loop body was emitted N times in one function (per stride or alignment
+  version, or per call site of an inlined kernel).
 
-A loop here is a basic block that jumps back to itself: the shape LLVM gives innermost loops.
-x86-64 only (AT&T syntax, as LLVM prints it).
+A loop here is a basic block that jumps back to itself: the shape LLVM gives innermost loops
+(loops spanning several blocks, outer loops among them, are not listed). x86-64 only (AT&T
+syntax, as LLVM prints it).
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
+import re
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from .. import registry, warmup
 from ..asm import Loop, LoopKind, kinds, loops
 from ..errors import UsageError
 from ..verify import DTYPES
-from .options import choose
+from .options import choose, split_list
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -59,12 +65,17 @@ def uncache(disps: dict[str, Any]) -> None:
     Must run before anything compiled or loaded them in this process."""
     from numba.core.caching import NullCache
 
+    check_fresh(disps)
+    for d in disps.values():
+        d._cache = NullCache()  # the inverse of Dispatcher.enable_caching()
+
+
+def check_fresh(disps: dict[str, Any]) -> None:
+    """RuntimeError naming the functions already compiled or cache-loaded in this process."""
     loaded = [name for name, d in disps.items() if d.overloads]
     if loaded:
         raise RuntimeError(f"already compiled or loaded from cache in this process: {', '.join(sorted(loaded))}; "
                            "their assembly cannot be read (run `python -m affbench asm` in a fresh process)")
-    for d in disps.values():
-        d._cache = NullCache()  # the inverse of Dispatcher.enable_caching()
 
 
 def _dtype_of(sig: tuple) -> str | None:
@@ -77,38 +88,47 @@ def _dtype_of(sig: tuple) -> str | None:
 
 
 def collect(disps: dict[str, Any], dtype: str) -> list[Loop]:
-    """The loops of every compiled signature for ``dtype``. A caller's assembly holds the code
-    of the functions it calls too; each loop is kept once, under the smallest listing that holds
-    it (its own function's), and a prange body is named after the function that has it."""
+    """The loops of every compiled signature of ``disps`` for ``dtype`` (see :func:`merge`)."""
     listings = []
     for name, d in disps.items():
         for sig in d.signatures:
             if _dtype_of(sig) in (dtype, None):
                 listings.append((name, d.inspect_asm(sig)))
-    listings.sort(key=lambda item: len(item[1]))
+    return merge(listings)
+
+
+def merge(listings: list[tuple[str, str]]) -> list[Loop]:
+    """Loops from (function name, assembly) listings, each loop once. A caller's assembly holds
+    the code of the functions it calls too, under other block numbers: a loop is kept under the
+    smallest listing that holds it (its own function's), and a prange body is named after the
+    function whose listing that is."""
     seen: dict[tuple, Loop] = {}
-    for name, text in listings:
+    for name, text in sorted(listings, key=lambda item: len(item[1])):
         for loop in loops(text):
             if loop.function == "prange body":
-                loop = Loop(f"{name}: prange body", loop.label, loop.instructions)
-            key = (loop.function.split(":")[-1], loop.instructions)
+                loop = Loop(f"{name}: prange body", loop.label, loop.instructions, loop.symbol)
+            key = (loop.symbol, tuple(_BLOCK.sub(".L", i) for i in loop.instructions))
             seen.setdefault(key, loop)
     return list(seen.values())
 
 
+_BLOCK = re.compile(r"\.?L[A-Za-z]*\d+_\d+|\.LCPI\d+_\d+")
+
+
 def _summary(found: dict[str, list[LoopKind]]) -> str:
     counts: dict[str, int] = {}
-    spilling = 0
+    stack = 0
     for group in found.values():
         for k in group:
             counts[k.loop.verdict] = counts.get(k.loop.verdict, 0) + k.count
-            spilling += k.count if k.loop.spills else 0
+            stack += k.count if k.loop.stack_accesses else 0
     parts = [f"{n} {verdict}" for verdict, n in sorted(counts.items(), key=lambda kv: -kv[1])]
-    return f"loops with arithmetic: {', '.join(parts) or 'none'}; {spilling} with stack spills"
+    return (f"innermost loops with arithmetic: {', '.join(parts) or 'none'}; "
+            f"{stack} of them touch the stack")
 
 
 def print_kinds(found: dict[str, list[LoopKind]], instructions: bool = False, everything: bool = False,
-                file=None) -> None:
+                file: TextIO | None = None) -> None:
     """One line per loop kind, function by function; small loops (under 1/8 of the function's
     most FLOP per trip) only counted unless ``everything``."""
     file = file or sys.stdout
@@ -129,21 +149,24 @@ def print_kinds(found: dict[str, list[LoopKind]], instructions: bool = False, ev
 
 
 def execute(args: argparse.Namespace) -> int:
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64"):
+        raise UsageError(f"reads x86-64 assembly; this machine is {machine or 'unknown'}")
     jit = [impl.name for impl in registry.all_impls() if getattr(impl, "jit", False)]
-    names = choose("--impl", args.impl, registry.names()) or jit
-    not_jit = [n for n in names if n not in jit]
+    not_jit = [n for n in (split_list(args.impl) or []) if n in registry.names() and n not in jit]
     if not_jit:
-        raise UsageError(f"--impl: {', '.join(not_jit)} compile(s) no Numba code; JIT implementations: {', '.join(jit)}")
+        raise UsageError(f"--impl: {', '.join(not_jit)} compile(s) no Numba code; "
+                         f"JIT implementations: {', '.join(jit)}")
+    names = choose("--impl", args.impl, jit) or jit
     dtypes = choose("--dtype", args.dtype, DTYPES) or list(DTYPES)
-    impls = [registry.get(n) for n in names]
-    per_impl = []
-    for impl in impls:  # every module's cache off before anything compiles (they may share callees)
-        disps = dispatchers(impl)
+    per_impl = [(impl, dispatchers(impl)) for impl in map(registry.get, names)]
+    for impl, disps in per_impl:  # all checked before any module's cache is turned off
         try:
-            uncache(disps)
+            check_fresh(disps)
         except RuntimeError as exc:
             raise UsageError(f"{impl.name}: {exc}") from None
-        per_impl.append((impl, disps))
+    for impl, disps in per_impl:  # every module's cache off before anything compiles (they may share callees)
+        uncache(disps)
     for impl, disps in per_impl:
         for dt in dtypes:
             print(f"compiling {impl.name} {dt} afresh (no cache, so its assembly can be read) ...",

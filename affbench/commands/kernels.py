@@ -23,10 +23,10 @@ import sys
 
 from .. import load, registry, warmup
 from ..errors import UsageError
+from ..reference import flops
 from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, select
 from ..threads import backend_of, max_threads, threads_for
-from ..timing import NOISE_CV_THRESHOLD, Plan, Timed, sample_round_robin, summarize
-from ..reference import flops
+from ..timing import NOISE_CV_THRESHOLD, Plan, Stats, Timed, sample_round_robin, summarize
 from ..verify import make_inputs
 
 
@@ -36,7 +36,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="only targets whose case contains TEXT, not ending inside a number (e.g. 1024, book, N=1; repeatable)")
     p.add_argument("--samples", type=int, metavar="N", help="samples per kernel (default 7, --quick 3)")
     p.add_argument("--parts", action="store_true",
-                   help="also time forward() and backward() apart (same round-robin) and print them per target")
+                   help="also time forward() and backward() apart (same round-robin) and print them "
+                        "per target")
 
 
 def peak_note() -> str:
@@ -84,7 +85,7 @@ def measure(target: Target, plan: Plan, parts: bool = False) -> tuple[Outcome, l
     return outcome, [_part_line(target, p, stats[(p, 0)], stats[(p, 1)]) for p in passes[1:]]
 
 
-def _part_line(target: Target, pass_: str, num, den) -> str:
+def _part_line(target: Target, pass_: str, num: Stats, den: Stats) -> str:
     f = flops(pass_, target.N, target.K, target.M)
     peak = peak_gflops(target.dtype)
     a, b = target.labels
@@ -94,7 +95,8 @@ def _part_line(target: Target, pass_: str, num, den) -> str:
         return f"{label} {st.median * 1e6:9.1f} us {g:6.1f} GFLOP/s ({100 * g / peak:5.1f}%)"
 
     noisy = max(num.cv, den.cv)
-    return (f"    {pass_:<9} {one(a, num)}   {one(b, den)}   ratio {num.median / den.median:.3f}"
+    what = "ratio" if target.kind == "ratio" else "speedup"  # 1-thread time / multi-thread time
+    return (f"    {pass_:<9} {one(a, num)}   {one(b, den)}   {what} {num.median / den.median:.3f}"
             + (f"  noisy (cv {100 * noisy:.0f}%)" if noisy > NOISE_CV_THRESHOLD else ""))
 
 
