@@ -101,6 +101,12 @@ NC = 2048  # columns of a packed B block (KC x NC: 8 MB float64, in the 32 MB L3
 PARALLEL_WORK = 64 * 64 * 64
 #: N*K*M from which the run-time balanced path (_gemm_shared) runs on more than one thread
 SHARED_WORK = 256 * 256 * 256
+#: depth per task from which a short C (under T*MC rows, and no more rows than the depth) whose B
+#: must be packed splits its depth among the tasks (_gemm_splitk) instead of its rows: each task
+#: then packs 1/T of B instead of all of it, and adds m*n*(T-1) partial sums, fewer than that
+#: when m <= k. Measured, book forward (100 x 784 -> 50) on 2 threads: 0.79-0.81x the row
+#: split's time in float32, 0.88-0.89x in float64.
+SPLITK_DEPTH = 64
 PACK_A_COLS = 256  # pack A blocks when C has this many columns (else read A in place)
 PACK_B_ROWS = 512  # pack B blocks when C has this many rows (else read B's rows in place)
 
@@ -654,8 +660,9 @@ def _task_bounds(t, T, m, n, mr_c, nr_c, cols=False):
 
 
 @njit(**_OPTS)
-def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, kstep, abuf, bbuf, nr_c, pa, pb, dot):
-    """C[r0:r1, c0:c1] = op(A).op(B) (+ bias) over the whole depth k >= 1: the BLIS loops of one task.
+def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k0, k, kstep, abuf, bbuf, nr_c, pa,
+               pb, dot):
+    """C[r0:r1, c0:c1] = op(A).op(B) (+ bias) over the depth k0..k (k > k0): the BLIS loops of one task.
 
     kstep: the depth of a packed block (_depth_step).
 
@@ -667,9 +674,9 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, k
     Bf = B.reshape(B.size)
     for jc in range(c0, c1, NC):
         nc = min(NC, c1 - jc)
-        for pc in range(0, k, kstep):
+        for pc in range(k0, k, kstep):
             kc = min(kstep, k - pc)
-            if pc == 0:
+            if pc == k0:
                 mode = 2 if has_bias else 0
             else:
                 mode = 1
@@ -746,7 +753,7 @@ def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
     m, n = C.shape
     if sum_db:
         db[:] = 0
-    _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, k, kstep,
+    _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, 0, k, kstep,
                buf[:asz], buf[asz:], nr_c, pa, pb, dot)
 
 
@@ -759,8 +766,39 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, a
         r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, tb and n > m)
         if r0 < r1 and c0 < c1:
             o = t * (asz + bsz)
-            _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k, kstep,
+            _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, 0, k, kstep,
                        buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot)
+
+
+@njit(**_OPTS)
+def _split_depth(t, T, k):
+    """Depth range [k0, k1) of task t of T in the split-k scheme (whole vectors of 8)."""
+    return min(k, _ceil_to(k * t // T, 8)), min(k, _ceil_to(k * (t + 1) // T, 8))
+
+
+@njit(parallel=True, **_OPTS)
+def _gemm_splitk(A, ta, B, tb, C, bias, has_bias, k, buf, asz, bsz, T, nr_c, pa, pb, dot, part):
+    """C = op(A).op(B) (+ bias) with the depth split among T tasks (a short C, a long depth).
+
+    Task t owns depth range _split_depth(t, T, k) and all of C: task 0 writes C (with the
+    bias), task t > 0 its partial sum part[t - 1]; they are added into C after the parallel
+    region (m*n*(T-1) additions). Against a split of C's rows, each task packs only its own
+    depth of B instead of all of it, and the tasks are equal however many row panels C has.
+    """
+    m, n = C.shape
+    for t in prange(T):
+        k0, k1 = _split_depth(t, T, k)
+        if k0 < k1:
+            o = t * (asz + bsz)
+            out = C if t == 0 else part[t - 1]
+            _gemm_task(A, ta, B, tb, out, bias, has_bias and t == 0, bias, False, 0, m, 0, n, k0, k1,
+                       _depth_step(k1 - k0), buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot)
+    for t in range(1, T):
+        k0, k1 = _split_depth(t, T, k)
+        if k0 < k1:
+            for i in range(m):
+                for j in range(n):
+                    C[i, j] += part[t - 1, i, j]
 
 
 @intrinsic
@@ -986,6 +1024,13 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
         buf = _aligned_empty(bsz + T * asz, C)
         _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, dot,
                      np.zeros(1, dtype=np.int64), _chunk_rows(m, T))
+    elif pb and not tb and not sum_db and m < T * MC and m <= k and k >= SPLITK_DEPTH * T:
+        kt = min(KC, -(-k // T) + 8)  # the most depth of a task's block (_split_depth, _depth_step)
+        asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kt, line) if pa else 0
+        bsz = _ceil_to(kt * min(NC, _ceil_to(n, nr_c)), line)
+        buf = _aligned_empty(T * (asz + bsz), C)
+        _gemm_splitk(A, ta, B, tb, C, bias, has_bias, k, buf, asz, bsz, T, nr_c, pa, pb, dot,
+                     np.empty((T - 1, m, n), C.dtype))
     else:
         mt = 0  # the most rows a task owns: a column split gives every task all m rows
         for t in range(T):

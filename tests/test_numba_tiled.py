@@ -51,7 +51,7 @@ def test_bit_identical_on_integers(shape, dtype):
     assert c.passed, c.detail
 
 
-@pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50), (203, 600, 291)],
+@pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50), (203, 600, 291), (30, 1100, 45)],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("threads", [1, 2])
 def test_serial_and_parallel_agree(threads, shape):
@@ -60,7 +60,9 @@ def test_serial_and_parallel_agree(threads, shape):
     (70, 300, 50): the NT product (dX) split by columns with packed A blocks of a row count
     that is not a multiple of MR (the packing buffer must hold the padded rows).
     (203, 600, 291): every product large enough for _gemm_shared (row chunks from an atomic
-    counter): a chunk skipped or taken twice would change the exact integer result."""
+    counter): a chunk skipped or taken twice would change the exact integer result.
+    (100, 784, 50), (30, 1100, 45): the forward splits its depth (_gemm_splitk: W's rows are not
+    32-byte multiples, so it is packed; C is short), the second with several blocks per task."""
     assert 203 * 600 * 291 >= nt.SHARED_WORK and 600 > nt.KC and 203 >= 2 * nt.MC
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("Numba pool has one thread")
@@ -87,6 +89,17 @@ def test_task_bounds_cover_output_once():
                     r0, r1, c0, c1 = nt._task_bounds(t, T, m, n, nt.MR, 8, cols)
                     cover[r0:r1, c0:c1] += 1
                 assert (cover == 1).all(), (m, n, T, cols)
+
+
+def test_split_depth_covers_the_depth_once():
+    for k in (1, 7, 8, 128, 130, 784, 1000):
+        for T in (1, 2, 3, 4):
+            cover = np.zeros(k, dtype=np.int64)
+            for t in range(T):
+                k0, k1 = nt._split_depth(t, T, k)
+                assert k0 % 8 == 0 or k0 == k
+                cover[k0:k1] += 1
+            assert (cover == 1).all(), (k, T)
 
 
 def test_inputs_untouched_and_outputs_fresh():
