@@ -48,7 +48,7 @@ VL x VL blocks of W and transposes them in registers (``_pack_cols``): ~0.2 ns p
 transposing W). B is packed whenever its rows are not 32-byte multiples (the book's W rows
 are 200 bytes: read in place, half the vector loads straddle cache lines, ~30% slower).
 
-Parallelism, two schemes:
+Parallelism, three schemes:
 - products of N*K*M >= ``SHARED_WORK`` with at least T*MC rows (``_gemm_shared``): per depth
   block the T threads pack the B block together (disjoint panels), then take row chunks of
   at most MC rows (a multiple of T chunks) from an atomic counter (an LLVM ``atomicrmw`` intrinsic), each packing its own A
@@ -59,6 +59,12 @@ Parallelism, two schemes:
   columns, so each task transposes only its own part of W); each task packs its own B block
   (duplicated packing costs ~T/m of the multiply-adds), so there is one parallel region per
   product instead of two per depth block.
+- a short C (under T*MC rows, no more rows than the depth) whose B must be packed, like the
+  book's forward (100 rows, 784 deep, W rows of 200 bytes) (``_gemm_splitk``): the T tasks split
+  the depth instead, each computing all of C over its part of it and packing only that part of
+  B; task 0 writes C, the others partial sums that are added into C after the parallel region
+  ((T-1)*m*n additions). A row split would have each task pack all of B (8 us of a 2-thread
+  float32 forward's 64) and split 17 row panels 8 | 9.
 dW is C for the TN product, so its rows are owned by one task or chunk each: no
 ``dW[k, :] +=`` across the batch, no race; db is summed while B (dY) is packed, by the one
 task that packs each column.
@@ -71,7 +77,9 @@ Memory: outputs (allocated in Python with ``np.empty``) plus one packing buffer 
 call, sized in ``_gemm``: at most T * (MC*KC + KC*NC) elements for the static split and
 KC*NC + T*MC*KC for the shared scheme (each block rounded up to a cache line), i.e. up to
 (96*512 + 512*2048) elements = 8.8 MB per thread in float64 (4.4 MB in float32), and only
-as much of it as the shape needs (the book's layer: under 1 MB per product). No other temporaries. A
+as much of it as the shape needs (the book's layer: under 1 MB per product). The split-depth
+scheme adds (T-1)*m*n partial sums, m < T*MC: the book's forward on 2 threads, 100 x 50
+elements (40 KB in float64). No other temporaries. A
 is packed only when C has PACK_A_COLS columns or more: for a narrow C (the book's dW, 784 x
 50) x^T is read in place (6 contiguous elements of a row of x per step of the
 micro-kernel), which measured ~1.3x faster than packing it transposed. Single-row products
