@@ -60,7 +60,7 @@ Parallelism, three schemes:
   (duplicated packing costs ~T/m of the multiply-adds), so there is one parallel region per
   product instead of two per depth block.
 - a short C (under T*MC rows, no more rows than the depth) whose B must be packed, like the
-  book's forward (100 rows, 784 deep, W rows of 200 bytes) (``_gemm_splitk``): the T tasks split
+  book's forward (100 rows, 784 deep, W rows of 200 bytes) (``_gemm_parallel`` given ``part``): the T tasks split
   the depth instead, each computing all of C over its part of it and packing only that part of
   B; task 0 writes C, the others partial sums that are added into C after the parallel region
   ((T-1)*m*n additions). A row split would have each task pack all of B (8 us of a 2-thread
@@ -110,7 +110,7 @@ PARALLEL_WORK = 64 * 64 * 64
 #: N*K*M from which the run-time balanced path (_gemm_shared) runs on more than one thread
 SHARED_WORK = 256 * 256 * 256
 #: depth per task from which a short C (under T*MC rows, and no more rows than the depth) whose B
-#: must be packed splits its depth among the tasks (_gemm_splitk) instead of its rows: each task
+#: must be packed splits its depth among the tasks (_gemm_parallel with part) instead of its rows: each task
 #: then packs 1/T of B instead of all of it, and adds m*n*(T-1) partial sums, fewer than that
 #: when m <= k. Measured, book forward (100 x 784 -> 50) on 2 threads: 0.79-0.81x the row
 #: split's time in float32, 0.88-0.89x in float64.
@@ -765,48 +765,48 @@ def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
                buf[:asz], buf[asz:], nr_c, pa, pb, dot)
 
 
-@njit(parallel=True, **_OPTS)
-def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, pb, dot):
-    m, n = C.shape
-    if sum_db:
-        db[:] = 0
-    for t in prange(T):
-        r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, tb and n > m)
-        if r0 < r1 and c0 < c1:
-            o = t * (asz + bsz)
-            _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, 0, k, kstep,
-                       buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot)
-
-
 @njit(**_OPTS)
 def _split_depth(t, T, k):
-    """Depth range [k0, k1) of task t of T in the split-k scheme (whole vectors of 8)."""
+    """Depth range [k0, k1) of task t of T in the split-depth scheme (whole vectors of 8)."""
     return min(k, _ceil_to(k * t // T, 8)), min(k, _ceil_to(k * (t + 1) // T, 8))
 
 
 @njit(parallel=True, **_OPTS)
-def _gemm_splitk(A, ta, B, tb, C, bias, has_bias, k, buf, asz, bsz, T, nr_c, pa, pb, dot, part):
-    """C = op(A).op(B) (+ bias) with the depth split among T tasks (a short C, a long depth).
+def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, pb, dot,
+                   part):
+    """C = op(A).op(B) (+ bias): T tasks, each one _gemm_task call (one inlined copy of the kernels).
 
-    Task t owns depth range _split_depth(t, T, k) and all of C: task 0 writes C (with the
-    bias), task t > 0 its partial sum part[t - 1]; they are added into C after the parallel
-    region (m*n*(T-1) additions). Against a split of C's rows, each task packs only its own
-    depth of B instead of all of it, and the tasks are equal however many row panels C has.
+    part empty: task t owns a block of C's rows or columns (_task_bounds) over the whole depth.
+    part of shape (T-1, m, n): task t owns a depth range (_split_depth) and all of C; task 0
+    writes C (with the bias), task t > 0 its partial sum part[t - 1], added into C after the
+    parallel region (m*n*(T-1) additions). Against a split of C's rows, each task then packs
+    only its depth of B instead of all of it, and the tasks are equal however many row panels
+    C has. (Not with sum_db: db would be summed over part of the depth.)
     """
     m, n = C.shape
+    splitk = part.shape[0] > 0
+    if sum_db:
+        db[:] = 0
     for t in prange(T):
-        k0, k1 = _split_depth(t, T, k)
-        if k0 < k1:
+        if splitk:
+            r0, r1, c0, c1 = 0, m, 0, n
+            k0, k1 = _split_depth(t, T, k)
+            step = _depth_step(k1 - k0) if k1 > k0 else 1
+        else:
+            r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, tb and n > m)
+            k0, k1, step = 0, k, kstep
+        if r0 < r1 and c0 < c1 and k0 < k1:
             o = t * (asz + bsz)
-            out = C if t == 0 else part[t - 1]
-            _gemm_task(A, ta, B, tb, out, bias, has_bias and t == 0, bias, False, 0, m, 0, n, k0, k1,
-                       _depth_step(k1 - k0), buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot)
-    for t in range(1, T):
-        k0, k1 = _split_depth(t, T, k)
-        if k0 < k1:
-            for i in range(m):
-                for j in range(n):
-                    C[i, j] += part[t - 1, i, j]
+            out = part[t - 1] if splitk and t > 0 else C
+            _gemm_task(A, ta, B, tb, out, bias, has_bias and (t == 0 or not splitk), db, sum_db, r0, r1, c0, c1,
+                       k0, k1, step, buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot)
+    if splitk:
+        for t in range(1, T):
+            k0, k1 = _split_depth(t, T, k)
+            if k0 < k1:
+                for i in range(m):
+                    for j in range(n):
+                        C[i, j] += part[t - 1, i, j]
 
 
 @intrinsic
@@ -1037,8 +1037,8 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
         asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kt, line) if pa else 0
         bsz = _ceil_to(kt * min(NC, _ceil_to(n, nr_c)), line)
         buf = _aligned_empty(T * (asz + bsz), C)
-        _gemm_splitk(A, ta, B, tb, C, bias, has_bias, k, buf, asz, bsz, T, nr_c, pa, pb, dot,
-                     np.empty((T - 1, m, n), C.dtype))
+        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot,
+                       np.empty((T - 1, m, n), C.dtype))
     else:
         mt = 0  # the most rows a task owns: a column split gives every task all m rows
         for t in range(T):
@@ -1047,7 +1047,8 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
         asz = _ceil_to(min(MC, _ceil_to(m, MR), mt) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
         buf = _aligned_empty(T * (asz + bsz), C)
-        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot)
+        _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot,
+                       np.empty((0, 0, 0), C.dtype))
 
 
 class NumbaTiledAffine(KernelImpl):

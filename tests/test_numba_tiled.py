@@ -61,7 +61,7 @@ def test_serial_and_parallel_agree(threads, shape):
     that is not a multiple of MR (the packing buffer must hold the padded rows).
     (203, 600, 291): every product large enough for _gemm_shared (row chunks from an atomic
     counter): a chunk skipped or taken twice would change the exact integer result.
-    (100, 784, 50), (30, 1100, 45): the forward splits its depth (_gemm_splitk: W's rows are not
+    (100, 784, 50), (30, 1100, 45): the forward splits its depth (_gemm_parallel with part: W's rows are not
     32-byte multiples, so it is packed; C is short), the second with several blocks per task."""
     assert 203 * 600 * 291 >= nt.SHARED_WORK and 600 > nt.KC and 203 >= 2 * nt.MC
     if threads > numba.config.NUMBA_NUM_THREADS:
