@@ -112,8 +112,8 @@ SHARED_WORK = 256 * 256 * 256
 #: depth per task from which a short C (under T*MC rows, and no more rows than the depth) whose B
 #: must be packed splits its depth among the tasks (_gemm_parallel with part) instead of its rows: each task
 #: then packs 1/T of B instead of all of it, and adds m*n*(T-1) partial sums, fewer than that
-#: when m <= k. Measured, book forward (100 x 784 -> 50) on 2 threads: 0.79-0.81x the row
-#: split's time in float32, 0.88-0.89x in float64.
+#: when m <= k. Measured, book forward (100 x 784 -> 50) on 2 threads: 0.79-0.83x the row
+#: split's time in float32, 0.84-0.89x in float64 (six runs side by side).
 SPLITK_DEPTH = 64
 PACK_A_COLS = 256  # pack A blocks when C has this many columns (else read A in place)
 PACK_B_ROWS = 512  # pack B blocks when C has this many rows (else read B's rows in place)
