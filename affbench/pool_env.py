@@ -58,7 +58,7 @@ if numpy_imported_first and not user_openblas and _mapped("openblas") is not Fal
     warnings.warn("numpy was imported before affbench, so OpenBLAS loaded without OPENBLAS_THREAD_TIMEOUT: "
                   "its idle workers spin ~0.1 s after each call, into whatever kernel runs next. "
                   "Import affbench before numpy, or set OPENBLAS_THREAD_TIMEOUT=20 before Python starts.",
-                  RuntimeWarning, stacklevel=2)
+                  RuntimeWarning, stacklevel=3)  # 3: the line of the user's own `import affbench`
 
 
 def _libgomp_loaded() -> bool:

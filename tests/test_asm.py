@@ -114,6 +114,16 @@ def test_kinds_group_identical_loops_and_drop_integer_loops():
     assert [k.count for k in found["_macro"]] == [2]
 
 
+def test_dtype_of_a_signature_is_its_first_float_array():
+    from numba import types
+
+    from affbench.commands.asm import _dtype_of
+
+    ints, f32 = types.Array(types.int64, 1, "C"), types.Array(types.float32, 2, "C")
+    assert _dtype_of((ints, types.boolean, f32)) == "float32"
+    assert _dtype_of((types.int64, ints)) is None
+
+
 def test_demangle():
     assert asm._demangle("_ZN15implementations11numba_tiled6_macroB2v1E5Array") == "_macro"
     assert asm._demangle("__gufunc__._ZN13_3cdynamic_3e36__numba_parfor_gufunc_0x7f") == "prange body"

@@ -82,6 +82,8 @@ def test_importing_numpy_first_is_warned_about(user_value):
     assert out.returncode == 0, out.stderr
     warned = "numpy was imported before affbench" in out.stderr
     assert warned is (user_value is None), out.stderr
+    if warned:  # pointed at the user's own import line, not at affbench's insides
+        assert out.stderr.startswith("<string>:2:"), out.stderr
     ok = subprocess.run([sys.executable, "-c", "import affbench\nimport numpy"], env=env,
                         capture_output=True, text=True, timeout=120)
     assert "numpy was imported before affbench" not in ok.stderr

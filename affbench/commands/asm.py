@@ -79,10 +79,11 @@ def check_fresh(disps: dict[str, Any]) -> None:
 
 
 def _dtype_of(sig: tuple) -> str | None:
+    """The floating-point dtype of a signature's first float array argument (None if it has none)."""
     from numba import types
 
     for t in sig:
-        if isinstance(t, types.Array):
+        if isinstance(t, types.Array) and isinstance(t.dtype, types.Float):
             return str(t.dtype)
     return None
 
