@@ -32,6 +32,7 @@ SHAPES = [
     (203, 600, 291),  # all three products on the run-time balanced path (SHARED_WORK) on 2 threads
     (50, 37, 17), (13, 7, 18), (9, 2 * nt.KC + 11, 33),  # last column tiles of 1 and 2 (the dot kernel),
     (100, 784, 49), (100, 784, 66),                      # k not a multiple of the vector, several blocks
+    (70, 600, 300),  # B packed for its size (PACK_B_BYTES), A packed, the depth split on 2+ threads
 ]
 
 
@@ -51,7 +52,8 @@ def test_bit_identical_on_integers(shape, dtype):
     assert c.passed, c.detail
 
 
-@pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50), (203, 600, 291), (30, 1100, 45)],
+@pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50), (203, 600, 291), (30, 1100, 45),
+                                   (70, 600, 300)],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("threads", [1, 2])
 def test_serial_and_parallel_agree(threads, shape):
@@ -62,7 +64,9 @@ def test_serial_and_parallel_agree(threads, shape):
     (203, 600, 291): every product large enough for _gemm_shared (row chunks from an atomic
     counter): a chunk skipped or taken twice would change the exact integer result.
     (100, 784, 50), (30, 1100, 45): the forward splits its depth (_gemm_parallel with part: W's rows are not
-    32-byte multiples, so it is packed; C is short), the second with several blocks per task."""
+    32-byte multiples, so it is packed; C is short), the second with several blocks per task.
+    (70, 600, 300): W packed because its blocks exceed PACK_B_BYTES, A packed too (300 columns),
+    depth split."""
     assert 203 * 600 * 291 >= nt.SHARED_WORK and 600 > nt.KC and 203 >= 2 * nt.MC
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("Numba pool has one thread")
