@@ -2,8 +2,8 @@
 
 One place for it, used by `run` (compile_s), `kernels` and the pytest-benchmark fixtures, so
 no timing anywhere ever contains a JIT compile. Adaptive kernels pick a code path by size, so
-the probes cover each: empty, batch 1, small (serial), the book's layer, and a size large
-enough for the parallel and cache-blocked paths.
+the probes cover each: empty, batch 1 (a small W and one over L2, which numba-tiled streams),
+small (serial), the book's layer, and a size large enough for the parallel and cache-blocked paths.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from . import threads
 from .verify import make_inputs
 
-PROBES: tuple[tuple[int, int, int], ...] = ((0, 3, 2), (1, 16, 16), (16, 16, 16), (100, 784, 50), (256, 256, 256))
+PROBES: tuple[tuple[int, int, int], ...] = ((0, 3, 2), (1, 16, 16), (1, 1024, 160), (16, 16, 16), (100, 784, 50),
+                                            (256, 256, 256))
 
 
 def first_calls(impl: Any, dtype: str, threads_: int | None = None, isolate: bool = True) -> float:

@@ -123,6 +123,9 @@ PACK_B_ROWS = 512  # pack B blocks when C has this many rows (else read B's rows
 #: 2048->2048 float32, 0.68x at 1024->1024 float32, 0.82x in float64
 PACK_B_BYTES = 512 * 1024
 PACK_B_MIN_ROWS = 64
+#: a batch-1 forward whose W is larger than this (L2) streams W's rows (_row_stream), split by
+#: depth over the threads, instead of _row_nn's register panels
+ROW_STREAM_BYTES = 512 * 1024
 
 _FASTMATH = {"reassoc", "contract"}  # reassociation and FMA contraction; no nnan/ninf assumptions
 _OPTS = dict(cache=True, fastmath=_FASTMATH, nogil=True)
@@ -904,6 +907,53 @@ def _row_nn(x, W, b, y):
 
 
 @njit(**_OPTS)
+def _row_axpy(x, W, y, k0, k1):
+    """y[:] += x[0, k0:k1] . W[k0:k1, :], streaming W's rows in order, four at a time.
+
+    For a W larger than L2 (batch 1 is then memory-bound): _row_nn's column panels read each
+    row of W in a short piece, a page or more apart for a wide layer, which the hardware
+    prefetchers do not follow; here every row is read whole and in order. y stays in L1.
+    """
+    M = W.shape[1]
+    k = k0
+    while k + 4 <= k1:
+        a0 = x[0, k]
+        a1 = x[0, k + 1]
+        a2 = x[0, k + 2]
+        a3 = x[0, k + 3]
+        for j in range(M):
+            y[j] += a0 * W[k, j] + a1 * W[k + 1, j] + a2 * W[k + 2, j] + a3 * W[k + 3, j]
+        k += 4
+    while k < k1:
+        a = x[0, k]
+        for j in range(M):
+            y[j] += a * W[k, j]
+        k += 1
+
+
+@njit(parallel=True, **_OPTS)
+def _row_stream(x, W, b, y, part):
+    """y[0, :] = x[0, :] . W + b for a W larger than L2, on part.shape[0] + 1 tasks: task t
+    streams its own contiguous range of W's rows (_split_depth) into y (task 0, starting from
+    b) or into part[t - 1], added into y after the parallel region."""
+    K, M = W.shape
+    T = part.shape[0] + 1
+    for t in prange(T):
+        k0, k1 = _split_depth(t, T, K)
+        if t == 0:
+            for j in range(M):
+                y[0, j] = b[j]
+            _row_axpy(x, W, y[0], k0, k1)
+        else:
+            for j in range(M):
+                part[t - 1, j] = 0
+            _row_axpy(x, W, part[t - 1], k0, k1)
+    for t in range(1, T):
+        for j in range(M):
+            y[0, j] += part[t - 1, j]
+
+
+@njit(**_OPTS)
 def _row_tn(x, d, dW, db):
     """dW = x[0, :]^T . d[0, :] (an outer product: k = 1) and db = d[0, :], for batch 1."""
     K = x.shape[1]
@@ -1078,7 +1128,10 @@ class NumbaTiledAffine(KernelImpl):
         if K == 0:
             y[...] = b
             return y
-        if N == 1:
+        if N == 1 and K * M * x.itemsize > ROW_STREAM_BYTES:
+            T = numba.get_num_threads()
+            _row_stream(x, W, b, y, np.empty((T - 1 if K >= 8 * T else 0, M), dtype=x.dtype))
+        elif N == 1:
             _row_nn(x, W, b, y)
         else:
             _gemm(x, False, W, False, y, b, True, b, False, K, numba.get_num_threads())

@@ -33,6 +33,7 @@ SHAPES = [
     (50, 37, 17), (13, 7, 18), (9, 2 * nt.KC + 11, 33),  # last column tiles of 1 and 2 (the dot kernel),
     (100, 784, 49), (100, 784, 66),                      # k not a multiple of the vector, several blocks
     (70, 600, 300),  # B packed for its size (PACK_B_BYTES), A packed, the depth split on 2+ threads
+    (1, 1030, 131),  # batch 1 with a W over ROW_STREAM_BYTES: rows streamed, 1030 % 4 rows left over
 ]
 
 
@@ -53,7 +54,7 @@ def test_bit_identical_on_integers(shape, dtype):
 
 
 @pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50), (203, 600, 291), (30, 1100, 45),
-                                   (70, 600, 300)],
+                                   (70, 600, 300), (1, 1030, 131)],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("threads", [1, 2])
 def test_serial_and_parallel_agree(threads, shape):
@@ -66,7 +67,7 @@ def test_serial_and_parallel_agree(threads, shape):
     (100, 784, 50), (30, 1100, 45): the forward splits its depth (_gemm_parallel with part: W's rows are not
     32-byte multiples, so it is packed; C is short), the second with several blocks per task.
     (70, 600, 300): W packed because its blocks exceed PACK_B_BYTES, A packed too (300 columns),
-    depth split."""
+    depth split. (1, 1030, 131): batch 1, W's rows streamed by depth ranges (_row_stream)."""
     assert 203 * 600 * 291 >= nt.SHARED_WORK and 600 > nt.KC and 203 >= 2 * nt.MC
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("Numba pool has one thread")
@@ -285,7 +286,8 @@ def test_three_threads_in_a_subprocess():
         "from affbench.verify import make_inputs\n"
         "assert numba.get_num_threads() == 3\n"
         "impl = registry.get('numba-tiled')\n"
-        "for shape in [(19, 64, 256), (30, 64, 258), (24, 100, 1000), (19, 64, 300), (40, 300, 70)]:\n"
+        "for shape in [(19, 64, 256), (30, 64, 258), (24, 100, 1000), (19, 64, 300), (40, 300, 70),\n"
+        "              (1, 1030, 131)]:\n"
         "    for dt in ('float32', 'float64'):\n"
         "        x, W, b, d = make_inputs(*shape, dt, seed=1, integers=True)\n"
         "        assert (impl.forward(x, W, b) == x @ W + b).all(), shape\n"
