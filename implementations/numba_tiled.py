@@ -83,7 +83,8 @@ elements (40 KB in float64). No other temporaries. A
 is packed only when C has PACK_A_COLS columns or more: for a narrow C (the book's dW, 784 x
 50) x^T is read in place (6 contiguous elements of a row of x per step of the
 micro-kernel), which measured ~1.3x faster than packing it transposed. Single-row products
-(batch 1) use the row kernels and skip packing altogether; the batch-1 backward is one
+(batch 1) use the row kernels and skip packing altogether (a W larger than L2 is streamed row
+by row instead, _row_stream: batch 1 is then memory-bound); the batch-1 backward is one
 Numba call.
 """
 
