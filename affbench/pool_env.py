@@ -42,13 +42,21 @@ if not user_gomp and user_wait_policy is None:
     os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
 
 
-def _mapped(name: str) -> bool | None:
-    """A shared library whose path contains ``name`` is mapped into this process (None: cannot tell)."""
+def _read_maps() -> str | None:
     try:
         with open("/proc/self/maps") as fh:
-            return name in fh.read().lower()
+            return fh.read().lower()
     except OSError:
         return None
+
+
+_maps = _read_maps()  # read once, at import: what is mapped before affbench could act
+
+
+def _mapped(name: str) -> bool | None:
+    """A shared library whose path contains ``name`` was mapped into this process when affbench
+    was imported (None: cannot tell)."""
+    return None if _maps is None else name in _maps
 
 
 if numpy_imported_first and not user_openblas and _mapped("openblas") is not False:

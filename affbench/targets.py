@@ -91,6 +91,11 @@ TARGETS: tuple[Target, ...] = _targets()
 QUICK_SKIP = {"2048^3"}
 
 
+def rate_text(gflops: float, dtype: str) -> str:
+    """'150.6 GFLOP/s ( 96.2%)': a rate and its share of this machine's nominal peak."""
+    return f"{gflops:6.1f} GFLOP/s ({100 * gflops / peak_gflops(dtype):5.1f}%)"
+
+
 @dataclass(frozen=True)
 class Outcome:
     target: Target
@@ -123,15 +128,13 @@ class Outcome:
     def line(self) -> str:
         t = self.target
         g_num, g_den = self.gflops()
-        peak = peak_gflops(t.dtype)
         a, b = t.labels
         verdict = "PASS" if self.passed else "MISS"
         text = (f"{t.case:<19} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}  target {t.relation} {t.limit:<5g} "
-                f"{verdict}   {a} {g_num:6.1f} GFLOP/s ({100 * g_num / peak:5.1f}%)  "
-                f"{b} {g_den:6.1f} GFLOP/s ({100 * g_den / peak:5.1f}%)")
+                f"{verdict}   {a} {rate_text(g_num, t.dtype)}  {b} {rate_text(g_den, t.dtype)}")
         if not self.passed and self.t_num > 0 and self.t_den > 0:
             who, need = self.needed()
-            text += f"  to pass: {who} {need:.1f} GFLOP/s ({100 * need / peak:.0f}%)"
+            text += f"  to pass: {who} {rate_text(need, t.dtype).strip()}"
         return text + (f"  noisy (cv {100 * self.cv:.0f}%)" if self.noisy else "")
 
 

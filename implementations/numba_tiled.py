@@ -811,12 +811,21 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, a
             _gemm_task(A, ta, B, tb, out, bias, has_bias and (t == 0 or not splitk), db, sum_db, r0, r1, c0, c1,
                        k0, k1, step, buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot)
     if splitk:
-        for t in range(1, T):
-            k0, k1 = _split_depth(t, T, k)
-            if k0 < k1:
-                for i in range(m):
-                    for j in range(n):
-                        C[i, j] += part[t - 1, i, j]
+        _add_partials(C, part, k)
+
+
+@njit(**_OPTS)
+def _add_partials(C, part, k):
+    """C += part[t - 1] for every task t > 0 of a depth split of k (_split_depth) whose range is
+    not empty (an empty range's partial sum was never written)."""
+    T = part.shape[0] + 1
+    m, n = C.shape
+    for t in range(1, T):
+        k0, k1 = _split_depth(t, T, k)
+        if k0 < k1:
+            for i in range(m):
+                for j in range(n):
+                    C[i, j] += part[t - 1, i, j]
 
 
 @intrinsic
@@ -934,24 +943,18 @@ def _row_axpy(x, W, y, k0, k1):
 
 @njit(parallel=True, **_OPTS)
 def _row_stream(x, W, b, y, part):
-    """y[0, :] = x[0, :] . W + b for a W larger than L2, on part.shape[0] + 1 tasks: task t
-    streams its own contiguous range of W's rows (_split_depth) into y (task 0, starting from
-    b) or into part[t - 1], added into y after the parallel region."""
+    """y[0, :] = x[0, :] . W + b for a W larger than L2, on part.shape[0] + 1 tasks (part:
+    (T-1, 1, M)): task t streams its own contiguous range of W's rows (_split_depth) into y
+    (task 0, starting from b) or into part[t - 1], added into y after the parallel region."""
     K, M = W.shape
     T = part.shape[0] + 1
     for t in prange(T):
         k0, k1 = _split_depth(t, T, K)
-        if t == 0:
-            for j in range(M):
-                y[0, j] = b[j]
-            _row_axpy(x, W, y[0], k0, k1)
-        else:
-            for j in range(M):
-                part[t - 1, j] = 0
-            _row_axpy(x, W, part[t - 1], k0, k1)
-    for t in range(1, T):
+        out = y[0] if t == 0 else part[t - 1, 0]
         for j in range(M):
-            y[0, j] += part[t - 1, j]
+            out[j] = b[j] if t == 0 else 0
+        _row_axpy(x, W, out, k0, k1)
+    _add_partials(y, part, K)
 
 
 @njit(**_OPTS)
@@ -1131,7 +1134,7 @@ class NumbaTiledAffine(KernelImpl):
             return y
         if N == 1 and K * M * x.itemsize > ROW_STREAM_BYTES:
             T = numba.get_num_threads()
-            _row_stream(x, W, b, y, np.empty((T - 1 if K >= 8 * T else 0, M), dtype=x.dtype))
+            _row_stream(x, W, b, y, np.empty((T - 1 if K >= 8 * T else 0, 1, M), dtype=x.dtype))
         elif N == 1:
             _row_nn(x, W, b, y)
         else:

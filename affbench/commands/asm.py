@@ -62,10 +62,9 @@ def dispatchers(impl: Any) -> dict[str, Any]:
 def uncache(disps: dict[str, Any]) -> None:
     """Compile these functions afresh from now on (Numba disables inspection of cached code).
 
-    Must run before anything compiled or loaded them in this process."""
+    Must run before anything compiled or loaded them in this process (see check_fresh)."""
     from numba.core.caching import NullCache
 
-    check_fresh(disps)
     for d in disps.values():
         d._cache = NullCache()  # the inverse of Dispatcher.enable_caching()
 

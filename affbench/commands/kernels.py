@@ -24,7 +24,7 @@ import sys
 from .. import load, registry, warmup
 from ..errors import UsageError
 from ..reference import flops
-from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, select
+from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, rate_text, select
 from ..threads import backend_of, max_threads, threads_for
 from ..timing import NOISE_CV_THRESHOLD, Plan, Stats, Timed, sample_round_robin, summarize
 from ..verify import make_inputs
@@ -87,12 +87,10 @@ def measure(target: Target, plan: Plan, parts: bool = False) -> tuple[Outcome, l
 
 def _part_line(target: Target, pass_: str, num: Stats, den: Stats) -> str:
     f = flops(pass_, target.N, target.K, target.M)
-    peak = peak_gflops(target.dtype)
     a, b = target.labels
 
-    def one(label, st):
-        g = f / st.median / 1e9
-        return f"{label} {st.median * 1e6:9.1f} us {g:6.1f} GFLOP/s ({100 * g / peak:5.1f}%)"
+    def one(label: str, st: Stats) -> str:
+        return f"{label} {st.median * 1e6:9.1f} us {rate_text(f / st.median / 1e9, target.dtype)}"
 
     noisy = max(num.cv, den.cv)
     what = "ratio" if target.kind == "ratio" else "speedup"  # 1-thread time / multi-thread time
