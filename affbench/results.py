@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Older layouts this version still reads; columns they lack are read as empty.
+READABLE_VERSIONS = {1: ("rounds", "ci_low_s", "ci_high_s", "ci_rel", "ratio", "ratio_low", "ratio_high",
+                         "ratio_rel", "stopped")}
 RESULTS_FILE = "results.csv"
 ENV_FILE = "env.json"
 VERIFY_FILE = "verify.csv"
@@ -51,6 +54,15 @@ COLUMNS: dict[str, str] = {
     "flops": "FLOPs of one call: forward 2NKM+NM, backward 4NKM+NM, step their sum",
     "gflops": "flops / median_s / 1e9 (for extrapolated rows: the predicted rate)",
     "peak_mem_bytes": "peak bytes allocated during one call above its inputs (NumPy and Numba allocations alike); empty for calls slower than 20 ms, which tracemalloc would slow too much",
+    "rounds": "visits of the case, spread over the run; samples_s holds them one after another",
+    "ci_low_s": "low end of the 95% interval of median_s: distribution-free within rounds, widened by the spread of the round medians (affbench.intervals)",
+    "ci_high_s": "high end of the 95% interval of median_s",
+    "ci_rel": "achieved precision of median_s: the interval's larger half-width relative to median_s (0.02 = +-2%)",
+    "ratio": "this case's time / the baseline's (numpy, same work and threads), the median of samples paired within a round-robin rotation; empty for the baseline; below 1 is faster",
+    "ratio_low": "low end of the 95% interval of ratio",
+    "ratio_high": "high end of the 95% interval of ratio",
+    "ratio_rel": "achieved precision of ratio, relative half-width like ci_rel",
+    "stopped": "why sampling stopped: precise (every interval within the plan's target), budget, max_samples or max_rounds",
     "samples_s": "every sample, seconds per call, space-separated (for compare's statistics)",
     "error": "why a case failed, timed out or was skipped; for extrapolated rows, what the prediction was based on",
     "finished_at": "UTC time the case finished (ISO 8601)",
@@ -60,8 +72,9 @@ COLUMNS: dict[str, str] = {
 KEY_COLUMNS = ("impl", "pass", "dtype", "batch", "in_features", "out_features", "threads")
 STATUSES = ("ok", "extrapolated", "skipped", "failed", "timeout")
 INT_COLUMNS = ("schema_version", "batch", "in_features", "out_features", "threads", "numba_threads",
-               "blas_threads", "repeats", "n_samples", "flops", "peak_mem_bytes")
-FLOAT_COLUMNS = ("compile_s", "median_s", "q1_s", "q3_s", "iqr_s", "min_s", "mean_s", "std_s", "cv", "gflops")
+               "blas_threads", "repeats", "n_samples", "flops", "peak_mem_bytes", "rounds")
+FLOAT_COLUMNS = ("compile_s", "median_s", "q1_s", "q3_s", "iqr_s", "min_s", "mean_s", "std_s", "cv", "gflops",
+                 "ci_low_s", "ci_high_s", "ci_rel", "ratio", "ratio_low", "ratio_high", "ratio_rel")
 
 
 class ResultsError(Exception):
@@ -151,19 +164,21 @@ def read_rows(path: str | Path) -> Loaded:
     header = reader.fieldnames or []
     if "schema_version" not in header:
         raise ResultsError(f"{path}: not an affbench results file (no schema_version column; header: {', '.join(header[:6])}...)")
-    missing = [c for c in COLUMNS if c not in header]
     rows: list[dict[str, Any]] = []
+    readable = {str(SCHEMA_VERSION): ()} | {str(v): cols for v, cols in READABLE_VERSIONS.items()}
     for lineno, raw in enumerate(reader, start=2):
         version = raw.get("schema_version")
-        if version != str(SCHEMA_VERSION):
+        if version not in readable:
             raise ResultsError(
-                f"{path}: line {lineno} has schema version {version!r}; this affbench reads version "
-                f"{SCHEMA_VERSION} (re-run with the affbench version that wrote it, or re-run the benchmark)"
+                f"{path}: line {lineno} has schema version {version!r}; this affbench reads versions "
+                f"{', '.join(sorted(readable))} (re-run with the affbench version that wrote it, or re-run the benchmark)"
             )
-        if missing:
-            raise ResultsError(f"{path}: columns missing for schema version {SCHEMA_VERSION}: {', '.join(missing)}")
-        if None in raw or any(raw[c] is None for c in COLUMNS):
+        if None in raw or any(raw.get(c) is None for c in header):
             raise ResultsError(f"{path}: line {lineno} has the wrong number of fields (truncated or corrupted)")
+        missing = [c for c in COLUMNS if c not in header and c not in readable[version]]
+        if missing:
+            raise ResultsError(f"{path}: columns missing for schema version {version}: {', '.join(missing)}")
+        raw = {c: raw.get(c, "") for c in COLUMNS} | {"schema_version": version}
         try:
             rows.append(_typed(raw))
         except ValueError as exc:

@@ -16,6 +16,7 @@ import sys
 import time
 import tracemalloc
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -25,7 +26,9 @@ from . import environment, load, registry, results, threads, warmup
 from .protocol import available_memory, format_bytes
 from .rundir import DEFAULT_ROOT, RunOptions, locked, point_latest, prepare
 from .sweep import Case, Sweep, expand
-from .timing import NOISE_CV_THRESHOLD, Timed, clock_resolution, is_noisy, sample_round_robin, summarize
+from .intervals import Interval
+from .timing import (NOISE_CV_THRESHOLD, Timed, active, clock_resolution, is_noisy, precision, round_plan,
+                     sample_round_robin, settle, stop_reason, summarize)
 from .verify import make_inputs, verify
 
 #: Without a terminal, a progress line this often.
@@ -140,6 +143,23 @@ class CaseClock:
                 self.spent += time.perf_counter() - t0
 
 
+def _finite(v: float) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+@dataclass
+class GroupState:
+    """The cases of one group of identical work, between their rounds."""
+
+    first: Case
+    cases: list[tuple[Case, Timed, CaseClock]]
+    rounds: int = 0
+
+    @property
+    def settled(self) -> bool:
+        return all(t.settled or t.error is not None for _, t, _ in self.cases)
+
+
 # --------------------------------------------------------------------------- the engine
 class Engine:
     def __init__(self, options: RunOptions, run_dir: Path, cases: list[Case], impls: dict[str, Any]) -> None:
@@ -167,12 +187,11 @@ class Engine:
                 self.compile_s[(name, dt)] = total
                 self.log(f"compiled {name} {dt} in {total:.2f} s")
 
-    def time_group(self, group: list[Case], write: Callable[[dict[str, Any]], None]) -> None:
-        """Time cases doing identical work side by side (round-robin)."""
-        first = group[0]
-        x, W, b, dout = make_inputs(first.batch, first.in_features, first.out_features, first.dtype, seed=3)
-        avail = available_memory()
+    def prepare_group(self, group: list[Case], write: Callable[[dict[str, Any]], None]) -> "GroupState | None":
+        """Rows for the cases of a group that will not be timed (memory, an earlier timeout, a
+        prediction); the others, ready for their rounds, paired with the group's baseline."""
         runnable: list[tuple[Case, Timed, CaseClock]] = []
+        avail = available_memory()
         for case in group:
             impl = self.impls[case.impl]
             need = case_bytes(case, bool(getattr(impl, "slow", False)))
@@ -190,12 +209,43 @@ class Engine:
                 write(predicted)
                 continue
             clock = CaseClock(threads.backend_of(impl), case.threads, self.o.isolate_threads, self.o.sweep.case_timeout_s)
-            timed = Timed(call=pass_call(impl, case.pass_, x, W, b, dout), context=clock.context)
-            runnable.append((case, timed, clock))
+            runnable.append((case, Timed(call=lambda: None, context=clock.context), clock))
         if not runnable:
-            return
-        sample_round_robin([t for _, t, _ in runnable], self.o.sweep.plan)
-        for case, timed, clock in runnable:
+            return None
+        baselines = {case.threads: timed for case, timed, _ in runnable if case.impl == BASELINE}
+        for case, timed, _ in runnable:
+            if case.impl != BASELINE:
+                timed.baseline = baselines.get(case.threads)
+        return GroupState(group[0], runnable)
+
+    def visit(self, state: "GroupState") -> None:
+        """One round of a group: fresh inputs (a new address each round, so one unlucky
+        alignment does not decide the median), then round-robin over its unsettled cases."""
+        first = state.first
+        x, W, b, dout = make_inputs(first.batch, first.in_features, first.out_features, first.dtype, seed=3)
+        for case, timed, _ in state.cases:
+            timed.call = pass_call(self.impls[case.impl], case.pass_, x, W, b, dout)
+        todo = active([t for _, t, _ in state.cases])
+        sample_round_robin(todo, round_plan(self.o.sweep.plan))
+        for case, timed, _ in state.cases:  # later groups' predictions rest on the first round
+            if isinstance(timed.error, CaseTimeout):
+                self.learn(case, "timeout")
+            elif state.rounds == 0 and timed.error is None and timed.samples:
+                    median = float(np.median(timed.samples))
+                    self.learn(case, "ok", case.flops / median / 1e9 if median > 0 else math.nan)
+        state.rounds += 1
+        settle([t for _, t, _ in state.cases], self.o.sweep.plan)
+
+    def time_group(self, group: list[Case], write: Callable[[dict[str, Any]], None]) -> None:
+        """Every round of one group, back to back (the run spreads them out instead)."""
+        state = self.prepare_group(group, write)
+        while state is not None and not state.settled:
+            self.visit(state)
+        if state is not None:
+            self.finish_group(state, write)
+
+    def finish_group(self, state: "GroupState", write: Callable[[dict[str, Any]], None]) -> None:
+        for case, timed, clock in state.cases:
             write(self.finish(case, timed, clock))
 
     def finish(self, case: Case, timed: Timed, clock: CaseClock) -> dict[str, Any]:
@@ -215,12 +265,18 @@ class Engine:
             except Exception:  # noqa: BLE001 - memory is secondary; the timing stands
                 mem = None
         gflops = case.flops / stats.median / 1e9 if stats.median > 0 else math.nan
-        self.learn(case, "ok", gflops)
         state = clock.state
+        p = precision(timed)
+        ratio = p.ratio or Interval.unknown()
         return self.row(
             case, "ok", repeats=timed.repeats, n_samples=stats.n, median_s=stats.median, q1_s=stats.q1,
             q3_s=stats.q3, iqr_s=stats.iqr, min_s=stats.min, mean_s=stats.mean, std_s=stats.std, cv=stats.cv,
             noisy=noisy, gflops=gflops, peak_mem_bytes=mem, samples_s=timed.samples,
+            rounds=len(timed.rounds), ci_low_s=_finite(p.median.low), ci_high_s=_finite(p.median.high),
+            ci_rel=_finite(p.median.half_width),
+            ratio=p.ratio.value if p.ratio else None, ratio_low=_finite(ratio.low), ratio_high=_finite(ratio.high),
+            ratio_rel=_finite(ratio.half_width) if p.ratio else None,
+            stopped=stop_reason(timed, self.o.sweep.plan),
             numba_threads=state.numba_threads if state else None,
             blas_threads=state.blas_threads if state else None,
         )
@@ -261,7 +317,7 @@ class Engine:
         rate, _, where = max(known)
         per_call = case.flops / (rate * 1e9)
         plan = self.o.sweep.plan
-        calls = plan.warmup_calls + plan.min_samples + 1  # + calibration
+        calls = plan.warmup_calls * plan.min_rounds + plan.min_samples + 1  # + calibration
         if per_call * calls <= self.o.sweep.max_case_s:
             return None
         return self.row(case, "extrapolated", median_s=per_call, gflops=rate, error=(
@@ -285,6 +341,10 @@ def _groups(cases: list[Case]) -> list[list[Case]]:
     for c in cases:
         groups.setdefault(c.size_key, []).append(c)
     return list(groups.values())
+
+
+def _label(case: Case) -> str:
+    return f"{case.pass_} {case.dtype} N={case.batch} {case.in_features}->{case.out_features}"
 
 
 def _select_impls(sweep: Sweep) -> dict[str, Any]:
@@ -383,35 +443,63 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
         env["numba_threading_layer"] = environment.software()["numba_threading_layer"]
         env["compile_s"] = {f"{k[0]}|{k[1]}": v for k, v in engine.compile_s.items()} or env.get("compile_s", {})
 
-        bar = tqdm(total=len(cases), initial=len(done), unit="case", disable=not options.progress,
+        groups = _groups(todo)
+        rounds = max(1, sweep.plan.min_rounds)
+        # progress counts group rounds: rows are written only when a group has all its rounds
+        bar = tqdm(total=len(groups) * rounds, unit="round", disable=not options.progress,
                    dynamic_ncols=True, file=sys.stderr)
-        t_start, last, count = time.monotonic(), [time.monotonic()], [len(done)]
+        t_start, last = time.monotonic(), [time.monotonic()]
 
         def progress_line() -> None:
-            count[0] += 1
             now = time.monotonic()
-            if now - last[0] >= PROGRESS_EVERY_S or count[0] == len(cases):
+            if now - last[0] >= PROGRESS_EVERY_S or bar.n >= bar.total:
                 last[0] = now
-                log(f"progress: {count[0]}/{len(cases)} cases, {now - t_start:.0f} s")
+                log(f"progress: {bar.n}/{bar.total} group rounds, {sum(engine.counts.values())}/{len(todo)} "
+                    f"cases written, {now - t_start:.0f} s")
+
+        def write(row: dict[str, Any]) -> None:
+            writer.append(row)
+
+        def step(label: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(label, refresh=False)
+            if not options.progress:  # no terminal (CI, a pipe): a plain line now and then
+                progress_line()
 
         try:
-            for group in _groups(todo):
+            # round 1 of every group, smallest first, then the later rounds of the groups that
+            # still need them: a group's rounds lie a whole pass apart, so a slow window of the
+            # machine lands on one of its rounds, inside its interval, not on all of them
+            pending: list[GroupState] = []
+            for group in groups:
                 ok = [c for c in group if c.impl not in failed]
                 for c in group:
                     if c.impl in failed:
-                        writer.append(engine.row(c, "skipped", error="failed verification (see verify.csv)"))
-                        bar.update(1)
-                if ok:
-                    bar.set_postfix_str(f"{ok[0].pass_} {ok[0].dtype} N={ok[0].batch} "
-                                        f"{ok[0].in_features}->{ok[0].out_features}", refresh=False)
-
-                    def write(row: dict[str, Any]) -> None:
-                        writer.append(row)
-                        bar.update(1)
-                        if not options.progress:  # no terminal (CI, a pipe): a plain line now and then
-                            progress_line()
-
-                    engine.time_group(ok, write)
+                        write(engine.row(c, "skipped", error="failed verification (see verify.csv)"))
+                state = engine.prepare_group(ok, write) if ok else None
+                if state is None:
+                    bar.total -= rounds
+                    continue
+                engine.visit(state)
+                step(f"round 1: {_label(state.first)}")
+                if state.settled and state.rounds >= rounds:
+                    engine.finish_group(state, write)
+                else:
+                    pending.append(state)
+            number = 1
+            while pending:
+                number += 1
+                later: list[GroupState] = []
+                for state in pending:
+                    if state.rounds >= rounds:  # past min_rounds: precision asked for another round
+                        bar.total += 1
+                    engine.visit(state)
+                    step(f"round {number}: {_label(state.first)}")
+                    if state.settled:
+                        engine.finish_group(state, write)
+                    else:
+                        later.append(state)
+                pending = later
         finally:
             bar.close()
     except Interrupted as exc:

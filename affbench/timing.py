@@ -7,6 +7,11 @@ One *sample* is the mean time per call over ``repeats`` back-to-back calls, with
 chosen so that a sample lasts at least ``min_sample_s`` (far above the clock's resolution).
 Cases that are compared with each other are sampled round-robin (case A, B, C, A, B, C, ...),
 so slow drift of a shared machine lands on all of them alike.
+
+Sampling stops on precision, not on a count: a group of cases is visited in several *rounds*
+(``sample_round_robin`` is one round; the engine spreads a group's rounds over the whole run),
+and after ``min_rounds`` it stops once every case's median and every ratio to the baseline has
+a 95% interval within ``target`` (see ``affbench.intervals``), or its budget is spent.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import math
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from dataclasses import field, replace
 from typing import Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
+
+from .intervals import DEFAULT_TARGET, Interval, ratio_interval, rounds_interval
 
 Clock = Callable[[], float]
 
@@ -72,10 +80,14 @@ class Plan:
     """How hard to look at each case."""
 
     min_sample_s: float = 1e-3  # one sample lasts at least this (perf_counter resolves ~1e-7 s)
-    warmup_calls: int = 1
-    min_samples: int = 5
-    max_samples: int = 50
-    budget_s: float = 0.25  # sampling time per case; min_samples are taken even past it
+    warmup_calls: int = 1  # untimed calls at the start of every round
+    min_samples: int = 5  # per case over all rounds, taken even past the budget
+    max_samples: int = 50  # per case over all rounds
+    budget_s: float = 0.25  # sampling seconds per case over all rounds (each round gets 1/max_rounds)
+    #: stop once every median and ratio has a 95% interval within this relative half-width
+    target: float = DEFAULT_TARGET
+    min_rounds: int = 1  # visits before the precision is first checked
+    max_rounds: int = 1  # visits at most
     #: an untimed call precedes each sample of a case whose calls are shorter than this. In a
     #: round-robin the previous case ran on another thread pool, and this case's pool may have
     #: gone to sleep meanwhile; the priming call wakes it, so a sample measures back-to-back
@@ -91,8 +103,12 @@ class Timed:
     context: Callable[[], ContextManager] = nullcontext
     repeats: int = 0
     prime: bool = False
-    samples: list[float] | None = None
+    samples: list[float] | None = None  # every sample, round after round
     error: BaseException | None = None
+    rounds: list[list[float]] = field(default_factory=list)  # the samples of each round
+    #: the case this one is paired with for its ratio (same work, the baseline implementation)
+    baseline: "Timed | None" = None
+    settled: bool = False  # no more rounds needed
 
 
 @contextmanager
@@ -136,21 +152,37 @@ def calibrate_timed(call: Callable[[], object], clock: Clock, min_sample_s: floa
             repeats = min(max_repeats, max(2 * repeats, math.ceil(repeats * 1.2 * min_sample_s / total)))
 
 
+def round_plan(plan: Plan) -> Plan:
+    """What one round of a multi-round plan takes: its share of the samples and the budget."""
+    if plan.max_rounds <= 1:
+        return plan
+    return replace(plan, min_samples=math.ceil(plan.min_samples / plan.min_rounds),
+                   max_samples=max(1, math.ceil(plan.max_samples / plan.max_rounds)),
+                   budget_s=plan.budget_s / plan.max_rounds, min_rounds=1, max_rounds=1)
+
+
 def sample_round_robin(cases: Sequence[Timed], plan: Plan, clock: Clock = time.perf_counter) -> None:
-    """Warm up and calibrate each case, then sample them in turn until each has
-    ``max_samples`` or the shared budget (``budget_s`` per case) is spent with every case at
-    ``min_samples`` or more. Fills ``repeats`` and ``samples``; a case that raises gets
-    ``error`` set and is dropped from the rotation, the others go on."""
+    """One round: warm up each case (calibrating it on its first round), then sample them in
+    turn until each has ``max_samples`` or the shared budget (``budget_s`` per case) is spent
+    with every case at ``min_samples`` or more. Appends the round to ``rounds`` and
+    ``samples``; a case that raises gets ``error`` set and is dropped from the rotation, the
+    others go on. ``plan`` is the round's plan (see round_plan)."""
     live: list[Timed] = []
+    fresh: dict[int, list[float]] = {}
     for case in cases:
-        case.samples = []
+        if case.samples is None or not case.rounds:
+            case.samples = []
+        if case.error is not None:
+            continue
         try:
             with case.context():
                 for _ in range(plan.warmup_calls):
                     case.call()
-                case.repeats, per_call = calibrate_timed(case.call, clock, plan.min_sample_s)
-                case.prime = per_call < plan.prime_below_s
+                if case.repeats <= 0:
+                    case.repeats, per_call = calibrate_timed(case.call, clock, plan.min_sample_s)
+                    case.prime = per_call < plan.prime_below_s
             live.append(case)
+            fresh[id(case)] = []
         except Exception as exc:  # noqa: BLE001 - recorded, reported, sweep goes on
             case.error = exc
     start = clock()
@@ -161,13 +193,103 @@ def sample_round_robin(cases: Sequence[Timed], plan: Plan, clock: Clock = time.p
                 with case.context():
                     if case.prime:
                         case.call()
-                    case.samples.append(take_sample(case.call, case.repeats, clock))
+                    fresh[id(case)].append(take_sample(case.call, case.repeats, clock))
             except Exception as exc:  # noqa: BLE001
                 case.error = exc
                 live.remove(case)
                 continue
-            if len(case.samples) >= plan.max_samples:
+            if len(fresh[id(case)]) >= plan.max_samples:
                 live.remove(case)
         spent = clock() - start
-        if spent >= budget and all(len(c.samples) >= plan.min_samples for c in live):
+        if spent >= budget and all(len(fresh[id(c)]) >= plan.min_samples for c in live):
             break
+    for case in cases:
+        taken = fresh.get(id(case))
+        if taken:
+            case.rounds.append(taken)
+            case.samples.extend(taken)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a case's rounds have established so far."""
+
+    median: Interval
+    ratio: Interval | None  # time / baseline's time, None without a baseline
+
+    @property
+    def worst(self) -> float:
+        """The larger relative half-width of the two intervals."""
+        return max(self.median.half_width, self.ratio.half_width if self.ratio else 0.0)
+
+
+def precision(case: Timed) -> Precision:
+    base = case.baseline
+    ratio = None
+    if base is not None and base is not case and base.rounds:
+        ratio = ratio_interval(case.rounds, base.rounds)
+    return Precision(rounds_interval(case.rounds), ratio)
+
+
+def should_stop(case: Timed, plan: Plan) -> bool:
+    """The stopping rule, checked after each round: never before ``min_rounds``; then as soon as
+    the case is precise (``precision(case).worst <= target``) or out of rounds, samples or
+    budget. A case that failed stops at once."""
+    if case.error is not None:
+        return True
+    done = len(case.rounds)
+    if done < plan.min_rounds:
+        return False
+    if done >= plan.max_rounds or len(case.samples or ()) >= plan.max_samples:
+        return True
+    spent = sum(case.samples or ()) * max(case.repeats, 1)
+    if spent >= plan.budget_s:
+        return True
+    return precision(case).worst <= plan.target
+
+
+def stop_reason(case: Timed, plan: Plan) -> str:
+    """Why a settled case stopped: 'precise', or what ran out first."""
+    if precision(case).worst <= plan.target:
+        return "precise"
+    if len(case.samples or ()) >= plan.max_samples:
+        return "max_samples"
+    if sum(case.samples or ()) * max(case.repeats, 1) >= plan.budget_s:
+        return "budget"
+    return "max_rounds"
+
+
+def active(cases: Sequence[Timed]) -> list[Timed]:
+    """Cases that take the next round: the unsettled ones, and the baselines they pair with."""
+    out = [c for c in cases if not c.settled and c.error is None]
+    for c in list(out):
+        base = c.baseline
+        if base is not None and base not in out and base.error is None:
+            out.append(base)
+    return [c for c in cases if c in out]  # keep the caller's order
+
+
+def settle(cases: Sequence[Timed], plan: Plan) -> None:
+    """Mark the cases that need no more rounds (should_stop). A settled baseline still takes
+    the rounds of the cases paired with it (see active): their ratios need its samples."""
+    for c in cases:
+        if not c.settled and should_stop(c, plan):
+            c.settled = True
+
+
+def sample_rounds(cases: Sequence[Timed], plan: Plan, clock: Clock = time.perf_counter,
+                  between: Callable[[int], None] | None = None) -> None:
+    """Rounds of sample_round_robin over ``cases`` until every case settles. The engine spreads
+    rounds over the run instead; this is for one group on its own (kernels, tests).
+    ``between(round_index)`` runs after each round (e.g. to give the inputs a fresh address)."""
+    per_round = round_plan(plan)
+    index = 0
+    while True:
+        todo = active(cases)
+        if not todo:
+            return
+        sample_round_robin(todo, per_round, clock)
+        settle(cases, plan)
+        index += 1
+        if between is not None:
+            between(index)

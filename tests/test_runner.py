@@ -309,20 +309,24 @@ def test_predict_from_a_seeded_rate():
     assert engine.predict(edge) is None
 
 
-def test_rates_record_every_measured_size(tmp_path):
-    """finish() feeds predict(): every measured GFLOP/s per (impl, pass, dtype, threads)."""
-    from affbench.timing import Timed
+def test_first_round_records_every_measured_size(tmp_path):
+    """A group's first round feeds predict(): every measured GFLOP/s per (impl, pass, dtype,
+    threads), before the group's later rounds, so later (bigger) groups can be predicted."""
+    from affbench import registry
 
-    engine = engine_for(Sweep(), tmp_path)
-    clock = runner.CaseClock("python", 1, True, None)
+    sweep = Sweep(plan=Plan(min_samples=2, max_samples=4, budget_s=0.001, min_rounds=2, max_rounds=3))
+    engine = runner.Engine(runner.RunOptions(sweep=sweep, report=False, progress=False), tmp_path, [],
+                           {"numpy": registry.get("numpy")})
     small = Case("numpy", "forward", "float64", 1, 8, 4, 1)
     bigger = Case("numpy", "forward", "float64", 4, 8, 4, 1)
-    engine.finish(small, Timed(call=lambda: None, repeats=1, samples=[1e-6, 1e-6]), clock)
-    engine.finish(bigger, Timed(call=lambda: None, repeats=1, samples=[1e-6]), clock)
-    assert engine.rates[("numpy", "forward", "float64", 1)] == [
-        (small.flops / 1e-6 / 1e9, small.flops, "N=1 K=8 M=4"),
-        (bigger.flops / 1e-6 / 1e9, bigger.flops, "N=4 K=8 M=4"),
-    ]
+    for case in (small, bigger):
+        state = engine.prepare_group([case], lambda row: None)
+        engine.visit(state)
+        assert state.rounds == 1 and not state.settled  # min_rounds=2: not yet
+    rates = engine.rates[("numpy", "forward", "float64", 1)]
+    assert [(flops, where) for _, flops, where in rates] == [(small.flops, "N=1 K=8 M=4"),
+                                                             (bigger.flops, "N=4 K=8 M=4")]
+    assert all(rate > 0 for rate, _, _ in rates)
 
 
 def test_extrapolation_end_to_end(tmp_path, monkeypatch, capsys):

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from affbench.timing import (NOISE_CV_THRESHOLD, Plan, Stats, Timed, calibrate, clock_resolution, is_noisy,
-                             sample_round_robin, summarize, take_sample)
+from affbench.timing import (NOISE_CV_THRESHOLD, Plan, Stats, Timed, calibrate, clock_resolution, is_noisy, precision,
+                             round_plan, sample_round_robin, sample_rounds, should_stop, stop_reason, summarize,
+                             take_sample)
 
 
 class FakeClock:
@@ -288,3 +289,99 @@ def test_round_robin_does_not_swallow_base_exceptions():
 
     with pytest.raises(KeyboardInterrupt):
         sample_round_robin([Timed(call=call)], Plan(), clock)
+
+
+# --------------------------------------------------------------------------- rounds and the stopping rule
+class NoisyCase(FakeCase):
+    """Each call costs ``cost`` times a random factor (sd ``noise``); calls longer than
+    min_sample_s, so every sample is one call and carries the noise undiluted."""
+
+    def __init__(self, clock, name, cost, log, noise, seed):
+        super().__init__(clock, name, cost, log)
+        self.rng, self.noise = np.random.default_rng(seed), noise
+
+    def call(self) -> None:
+        self.calls += 1
+        self.clock.t += self.cost * float(np.exp(self.rng.normal(0.0, self.noise)))
+
+
+def _rounds_plan(**kw):
+    base = dict(min_sample_s=1e-3, warmup_calls=0, min_samples=6, max_samples=600, budget_s=100.0,
+                target=0.02, min_rounds=3, max_rounds=6)
+    return Plan(**(base | kw))
+
+
+def test_round_plan_shares_samples_and_budget():
+    plan = _rounds_plan(min_samples=7, max_samples=60, budget_s=1.2)
+    one = round_plan(plan)
+    assert (one.min_samples, one.max_samples, one.budget_s) == (3, 10, pytest.approx(0.2))
+    assert (one.min_rounds, one.max_rounds) == (1, 1)
+    assert round_plan(Plan()) == Plan()  # a one-round plan is its own round
+
+
+def test_never_stops_before_min_rounds_even_when_precise():
+    clock, log = FakeClock(), []
+    case = NoisyCase(clock, "A", 2e-3, log, noise=0.0, seed=0)
+    plan = _rounds_plan()
+    for r in range(1, 4):
+        sample_round_robin([case.timed], round_plan(plan), clock)
+        assert len(case.timed.rounds) == r
+        assert should_stop(case.timed, plan) is (r >= 3)
+    assert stop_reason(case.timed, plan) == "precise"
+
+
+def test_quiet_cases_stop_on_precision_noisy_ones_on_max_rounds():
+    clock, log = FakeClock(), []
+    quiet = NoisyCase(clock, "quiet", 2e-3, log, noise=0.01, seed=1)
+    noisy = NoisyCase(clock, "noisy", 2e-3, log, noise=0.40, seed=2)
+    plan = _rounds_plan(max_samples=60)  # 10 per round: +-40% noise cannot reach 2% in 60
+    sample_rounds([quiet.timed, noisy.timed], plan, clock)
+    assert len(quiet.timed.rounds) == 3 and stop_reason(quiet.timed, plan) == "precise"
+    assert precision(quiet.timed).worst <= 0.02
+    assert len(noisy.timed.rounds) == 6 and stop_reason(noisy.timed, plan) == "max_samples"
+    assert precision(noisy.timed).worst > 0.02
+
+
+def test_precision_reached_after_more_rounds():
+    """Noise of 8%: 3 rounds of 30 samples give about +-3%; more rounds bring it under 2%."""
+    clock, log = FakeClock(), []
+    case = NoisyCase(clock, "A", 2e-3, log, noise=0.08, seed=3)
+    plan = _rounds_plan(max_samples=300, max_rounds=10)
+    sample_rounds([case.timed], plan, clock)
+    assert 3 < len(case.timed.rounds) < 10
+    assert precision(case.timed).worst <= 0.02 and stop_reason(case.timed, plan) == "precise"
+
+
+def test_budget_stops_a_slow_case():
+    clock, log = FakeClock(), []
+    slow = NoisyCase(clock, "slow", 0.1, log, noise=0.3, seed=4)
+    plan = _rounds_plan(budget_s=1.0)  # 0.1 s per sample: 6 s of rounds would be needed
+    sample_rounds([slow.timed], plan, clock)
+    assert stop_reason(slow.timed, plan) == "budget"
+    assert len(slow.timed.samples) >= 6  # min_samples taken even past the budget
+    assert sum(slow.timed.samples) < 2.0
+
+
+def test_ratio_precision_keeps_the_baseline_sampling():
+    """A case paired with a baseline needs both intervals: the baseline, precise by itself,
+    goes on taking the rounds its partner needs, and the pairs stay aligned."""
+    clock, log = FakeClock(), []
+    base = NoisyCase(clock, "numpy", 2e-3, log, noise=0.005, seed=5)
+    other = NoisyCase(clock, "other", 3e-3, log, noise=0.08, seed=6)
+    other.timed.baseline = base.timed
+    plan = _rounds_plan(max_rounds=8, max_samples=240)  # 30 per round
+    sample_rounds([base.timed, other.timed], plan, clock)
+    assert len(base.timed.rounds) == len(other.timed.rounds) > 3
+    p = precision(other.timed)
+    assert p.ratio is not None and p.ratio.value == pytest.approx(1.5, rel=0.03)
+    assert [len(r) for r in base.timed.rounds] == [len(r) for r in other.timed.rounds]
+
+
+def test_a_failing_case_settles_and_the_rest_go_on():
+    clock, log = FakeClock(), []
+    good = NoisyCase(clock, "good", 2e-3, log, noise=0.01, seed=7)
+    bad = FakeCase(clock, "bad", 2e-3, log, fail_at=20)
+    plan = _rounds_plan()
+    sample_rounds([bad.timed, good.timed], plan, clock)
+    assert isinstance(bad.timed.error, RuntimeError)
+    assert good.timed.error is None and len(good.timed.rounds) == 3
