@@ -1,25 +1,26 @@
-"""Run-to-run comparison: matching cases, significance tests, and what changed in the environment.
+"""Run-to-run comparison: matching cases, verdicts from the recorded intervals, and what changed
+in the environment.
 
 Pure functions on the rows of two results files (``affbench.results.read_rows``) and two
 env.json dicts; no kernel, no Numba, no clock. The command is ``affbench/commands/compare.py``.
 
-Statistics
-----------
-For every case present in both runs with status ``ok`` in both, we compare the per-call
-samples (``samples_s``):
+Verdicts
+--------
+A shared machine drifts: measured here, a pure-Python loop ran 5.6 ms in one second and 9.9 ms
+a few seconds later, and every implementation slows together. Two runs therefore disagree on
+absolute times far more than their samples suggest, and a test that treats the samples of
+each run as independent draws from one stationary machine (Mann–Whitney, a bootstrap) cries
+wolf. compare uses what each run recorded instead (``affbench.intervals``):
 
-* ``ratio`` = median(B) / median(A): above 1 means B is slower;
-* a two-sided Mann–Whitney U test (normal approximation with tie correction and continuity
-  correction) on the two sets of samples: it asks whether one run's samples tend to be larger,
-  without assuming normality — timings are skewed and have outliers;
-* a percentile bootstrap 95% interval on the ratio of medians (resampling each run's samples
-  with replacement, a fixed seed so the output is reproducible).
+* for an implementation timed beside the baseline, the *ratio to the baseline* (paired
+  samples of one rotation: the drift cancels), with its 95% interval; the change is
+  ratio(B) / ratio(A), its interval from both runs' intervals (log half-widths in quadrature);
+* for the baseline itself (and rows without a ratio), the median time, with its interval,
+  which the run widened by the spread between its rounds.
 
-A difference is *significant* when p < alpha and the bootstrap interval excludes 1. With too
-few samples (3 against 3) no p-value can reach alpha: such cases are "untested", never "same". With
-many cases, about alpha of the unchanged ones still come out "significant" by chance; the
-``--fail-above`` gate therefore also needs the slowdown to exceed a threshold, which noise of
-a few percent does not reach.
+A case is called *slower* or *faster* only when the whole interval of its change lies beyond
+±``min_change`` (default 2%, the precision the runs aim for); otherwise *same*. A case without
+a usable interval (fewer than 6 samples) is *untested*: shown, neither confirmed nor cleared.
 
 Extrapolated rows are predictions, not measurements: they are never compared, only listed.
 """
@@ -27,92 +28,44 @@ Extrapolated rows are predictions, not measurements: they are never compared, on
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .intervals import DEFAULT_TARGET, Interval, direction, median_interval, ratio_of_intervals
 from .results import KEY_COLUMNS
 
-DEFAULT_ALPHA = 0.05
-BOOTSTRAP_RESAMPLES = 2000
+#: Changes whose interval reaches within this of 1 are "same" (see the module docstring).
+DEFAULT_MIN_CHANGE = DEFAULT_TARGET
 #: env.json keys that differ between any two runs and say nothing about the machine.
 VOLATILE_ENV_KEYS = ("run_id", "started_at", "finished_at", "load.", "compile_s.", "command", "sessions")
-
-
-# --------------------------------------------------------------------------- statistics
-
-def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Two-sided Mann–Whitney U test. Returns (U of ``a``, p-value).
-
-    Normal approximation with the tie correction of the variance and a continuity correction
-    of 0.5. With fewer than one sample on either side, p is NaN; when every value ties, p = 1.
-    """
-    x = np.asarray(a, dtype=float)
-    y = np.asarray(b, dtype=float)
-    n1, n2 = x.size, y.size
-    if n1 == 0 or n2 == 0:
-        return math.nan, math.nan
-    both = np.concatenate([x, y])
-    ranks = _average_ranks(both)
-    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2.0)
-    n = n1 + n2
-    _, counts = np.unique(both, return_counts=True)
-    tie_term = float(((counts.astype(float) ** 3) - counts).sum())
-    var = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
-    if var <= 0:
-        return u1, 1.0
-    mu = n1 * n2 / 2.0
-    diff = u1 - mu
-    z = (abs(diff) - 0.5) / math.sqrt(var)
-    z = max(z, 0.0)
-    p = math.erfc(z / math.sqrt(2.0))
-    return u1, min(1.0, p)
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties getting the mean of the ranks they span."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_vals = values[order]
-    ranks = np.empty(values.size, dtype=float)
-    # boundaries of runs of equal values
-    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
-    ends = np.r_[starts[1:], values.size]
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + 1 + e) / 2.0  # mean of ranks s+1 .. e
-    return ranks
-
-
-def min_p_value(n1: int, n2: int) -> float:
-    """The smallest p-value mann_whitney_u can return for samples of sizes n1 and n2 (complete
-    separation, no ties): below alpha only with enough samples (3 vs 3 gives 0.08)."""
-    if n1 < 1 or n2 < 1:
-        return math.nan
-    return mann_whitney_u(range(n1), range(n1, n1 + n2))[1]
-
-
-def bootstrap_ratio_ci(
-    a: Sequence[float], b: Sequence[float], *, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval for median(b) / median(a)."""
-    x = np.asarray(a, dtype=float)
-    y = np.asarray(b, dtype=float)
-    if x.size == 0 or y.size == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    mx = np.median(x[rng.integers(0, x.size, size=(resamples, x.size))], axis=1)
-    my = np.median(y[rng.integers(0, y.size, size=(resamples, y.size))], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = my / mx
-    lo, hi = np.nanpercentile(ratios, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
-    return float(lo), float(hi)
 
 
 def geometric_mean(values: Iterable[float]) -> float:
     v = np.asarray([x for x in values if x > 0 and math.isfinite(x)], dtype=float)
     return float(np.exp(np.log(v).mean())) if v.size else math.nan
+
+
+def time_interval(row: Mapping[str, Any]) -> Interval:
+    """The median time with its recorded interval; rows of schema 1 (no interval recorded)
+    get the distribution-free interval of their samples."""
+    lo, hi = row.get("ci_low_s"), row.get("ci_high_s")
+    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+        return Interval(row["median_s"], lo, hi)
+    if row.get("samples_s"):
+        return median_interval(row["samples_s"])
+    return Interval.unknown(row.get("median_s", math.nan))
+
+
+def baseline_ratio_interval(row: Mapping[str, Any]) -> Interval | None:
+    """time / baseline time with its interval, when the run recorded one."""
+    r, lo, hi = row.get("ratio"), row.get("ratio_low"), row.get("ratio_high")
+    if r is None or not math.isfinite(r):
+        return None
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return Interval.unknown(r)
+    return Interval(r, lo, hi)
 
 
 # --------------------------------------------------------------------------- matching
@@ -126,26 +79,35 @@ class CaseComparison:
     key: tuple
     a: Mapping[str, Any]
     b: Mapping[str, Any]
-    ratio: float  # median B / median A
-    ci_low: float
-    ci_high: float
-    p_value: float
-    significant: bool
-    #: False when the samples are too few for the test ever to reach alpha (e.g. 3 against 3:
-    #: the smallest two-sided p-value is 0.08); such a case can be neither confirmed nor cleared
-    testable: bool = True
+    #: what changed, B / A: the ratio to the baseline (measure "vs baseline") or the time
+    change: Interval
+    measure: str  # "vs baseline" or "time"
+    #: median time B / median time A, with its interval (shown for every case)
+    time_change: Interval
+    min_change: float = DEFAULT_MIN_CHANGE
 
     @property
     def impl(self) -> str:
         return self.key[0]
 
     @property
+    def ratio(self) -> float:
+        return self.change.value
+
+    @property
+    def testable(self) -> bool:
+        return math.isfinite(self.change.low) and math.isfinite(self.change.high)
+
+    @property
     def verdict(self) -> str:
         if not self.testable:
             return "untested"
-        if not self.significant:
-            return "same"
-        return "slower" if self.ratio > 1 else "faster"
+        way = direction(self.change, self.min_change)
+        return {"tie": "same", "above": "slower", "below": "faster"}[way]
+
+    @property
+    def significant(self) -> bool:
+        return self.verdict in ("slower", "faster")
 
 
 @dataclass
@@ -156,13 +118,13 @@ class Comparison:
     #: in both runs, but not measured in both (failed, skipped, timeout, extrapolated, no samples)
     not_comparable: list[tuple[Mapping[str, Any], Mapping[str, Any], str]] = field(default_factory=list)
     env_diff: list[tuple[str, Any, Any]] = field(default_factory=list)
-    alpha: float = DEFAULT_ALPHA
+    min_change: float = DEFAULT_MIN_CHANGE
 
     def untested(self) -> list[CaseComparison]:
         return [c for c in self.cases if not c.testable]
 
     def geomean_by_impl(self) -> dict[str, tuple[float, int, int, int]]:
-        """impl -> (geometric mean ratio B/A, cases, significantly slower, significantly faster)."""
+        """impl -> (geometric mean change B/A, cases, significantly slower, significantly faster)."""
         out: dict[str, tuple[float, int, int, int]] = {}
         for impl in dict.fromkeys(c.impl for c in self.cases):
             cs = [c for c in self.cases if c.impl == impl]
@@ -171,19 +133,30 @@ class Comparison:
         return out
 
     def slowdowns_above(self, threshold: float) -> list[CaseComparison]:
-        """Significant slowdowns with ratio > 1 + threshold."""
+        """Significant slowdowns whose estimate exceeds 1 + threshold."""
         return [c for c in self.cases if c.verdict == "slower" and c.ratio > 1.0 + threshold]
+
+
+def compare_case(key: tuple, ra: Mapping[str, Any], rb: Mapping[str, Any],
+                 min_change: float = DEFAULT_MIN_CHANGE) -> CaseComparison:
+    """One matched case: the change of its ratio to the baseline where both runs recorded one,
+    else the change of its median time (see the module docstring)."""
+    time_change = ratio_of_intervals(time_interval(ra), time_interval(rb))
+    qa, qb = baseline_ratio_interval(ra), baseline_ratio_interval(rb)
+    if qa is not None and qb is not None:
+        return CaseComparison(key, ra, rb, ratio_of_intervals(qa, qb), "vs baseline", time_change, min_change)
+    return CaseComparison(key, ra, rb, time_change, "time", time_change, min_change)
 
 
 def compare_rows(
     rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]], *,
     env_a: Mapping[str, Any] | None = None, env_b: Mapping[str, Any] | None = None,
-    alpha: float = DEFAULT_ALPHA, resamples: int = BOOTSTRAP_RESAMPLES,
+    min_change: float = DEFAULT_MIN_CHANGE,
 ) -> Comparison:
     """Match the cases of two runs by KEY_COLUMNS and compare each."""
     a_by = {case_key(r): r for r in rows_a}
     b_by = {case_key(r): r for r in rows_b}
-    out = Comparison(alpha=alpha)
+    out = Comparison(min_change=min_change)
     for key, ra in a_by.items():
         rb = b_by.get(key)
         if rb is None:
@@ -193,16 +166,7 @@ def compare_rows(
         if why:
             out.not_comparable.append((ra, rb, why))
             continue
-        sa, sb = ra["samples_s"], rb["samples_s"]
-        ratio = rb["median_s"] / ra["median_s"] if ra["median_s"] > 0 else math.nan
-        testable = min_p_value(len(sa), len(sb)) < alpha
-        if len(sa) >= 2 and len(sb) >= 2:
-            _, p = mann_whitney_u(sa, sb)
-            lo, hi = bootstrap_ratio_ci(sa, sb, resamples=resamples, seed=zlib.crc32(repr(key).encode()))
-        else:
-            p, lo, hi = math.nan, math.nan, math.nan
-        significant = bool(testable and p < alpha and not (lo <= 1.0 <= hi))
-        out.cases.append(CaseComparison(key, ra, rb, ratio, lo, hi, p, significant, testable))
+        out.cases.append(compare_case(key, ra, rb, min_change))
     out.only_b = [r for k, r in b_by.items() if k not in a_by]
     out.env_diff = env_differences(env_a or {}, env_b or {})
     return out

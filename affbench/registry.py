@@ -8,6 +8,7 @@ implementation instance or a zero-argument callable returning one (a class works
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from importlib.metadata import entry_points
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from .protocol import AffineImpl
 
 ENTRY_POINT_GROUP = "affbench.implementations"
+#: Comma-separated modules imported after the built-ins, registering themselves as the built-ins
+#: do: local or test-only implementations without packaging (e.g. tests/slowed_impl.py).
+PLUGINS_ENV = "AFFBENCH_PLUGINS"
 #: The implementation every other is compared with (speedups, crossovers, targets).
 BASELINE = "numpy"
 
@@ -48,6 +52,12 @@ def _load() -> None:
         return
     _loaded = True
     importlib.import_module("implementations")
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - named, and the built-ins stay usable
+            warnings.warn(f"affbench: could not import {module!r} from {PLUGINS_ENV}: {type(exc).__name__}: {exc}",
+                          stacklevel=2)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()

@@ -449,18 +449,20 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
         bar = tqdm(total=len(groups) * rounds, unit="round", disable=not options.progress,
                    dynamic_ncols=True, file=sys.stderr)
         t_start, last = time.monotonic(), [time.monotonic()]
+        visited = [0]  # tqdm stops counting when disabled: count here
 
         def progress_line() -> None:
             now = time.monotonic()
-            if now - last[0] >= PROGRESS_EVERY_S or bar.n >= bar.total:
+            if now - last[0] >= PROGRESS_EVERY_S or visited[0] >= bar.total:
                 last[0] = now
-                log(f"progress: {bar.n}/{bar.total} group rounds, {sum(engine.counts.values())}/{len(todo)} "
+                log(f"progress: {visited[0]}/{bar.total} group rounds, {sum(engine.counts.values())}/{len(todo)} "
                     f"cases written, {now - t_start:.0f} s")
 
         def write(row: dict[str, Any]) -> None:
             writer.append(row)
 
         def step(label: str) -> None:
+            visited[0] += 1
             bar.update(1)
             bar.set_postfix_str(label, refresh=False)
             if not options.progress:  # no terminal (CI, a pipe): a plain line now and then

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from affbench import cli
-from affbench.compare import (bootstrap_ratio_ci, compare_rows, env_differences, geometric_mean, mann_whitney_u, min_p_value,
-                              parse_threshold)
+from affbench.compare import compare_case, compare_rows, env_differences, geometric_mean, parse_threshold
 from affbench.report.data import load_run
 from helpers.synthetic import make_run
 
@@ -17,38 +16,47 @@ SMALL = dict(impls=("numpy", "numba-serial", "numba-tiled"), dtypes=("float64",)
              passes=("forward", "backward"), specials=False, verify=False)
 
 
-# Reference values: scipy.stats.mannwhitneyu(a, b, method="asymptotic", use_continuity=True),
-# computed once; scipy is not a dependency of affbench.
-@pytest.mark.parametrize("a, b, u, p", [
-    ([1, 2, 3], [4, 5, 6], 0.0, 0.08085559837005224),
-    ([1.0, 2.0, 2.0, 3.0, 5.0], [2.0, 3.0, 3.0, 4.0, 6.0, 7.0], 7.0, 0.16304505585423734),  # ties
-    ([0.9, 1.1, 1.0, 1.05, 0.95, 1.2, 1.0], [1.3, 1.25, 1.1, 1.4, 1.0, 1.35], 5.5, 0.030948989790008933),
-])
-def test_mann_whitney_matches_reference(a, b, u, p):
-    got_u, got_p = mann_whitney_u(a, b)
-    assert got_u == u
-    assert got_p == pytest.approx(p, rel=1e-9)
-    # symmetric in the order of the samples
-    assert mann_whitney_u(b, a)[1] == pytest.approx(p, rel=1e-9)
+def _row(impl, median, lo, hi, ratio=None, rlo=None, rhi=None, samples=(1.0,) * 8):
+    return {"impl": impl, "median_s": median, "ci_low_s": lo, "ci_high_s": hi, "ratio": ratio,
+            "ratio_low": rlo, "ratio_high": rhi, "samples_s": list(samples), "status": "ok"}
 
 
-def test_min_p_value():
-    assert min_p_value(3, 3) == pytest.approx(0.08085559837005224)  # 3 vs 3 can never reach 0.05
-    assert min_p_value(5, 5) < 0.05
+def test_drift_that_hits_every_implementation_is_not_a_change():
+    """Run B on a machine 30% slower throughout: numpy's time changes (and is called slower:
+    its own interval cannot know about a shift of the whole run), but an implementation's ratio
+    to numpy, measured side by side, does not move."""
+    a = _row("numba-tiled", 1.0e-3, 0.98e-3, 1.02e-3, 1.10, 1.08, 1.12)
+    b = _row("numba-tiled", 1.3e-3, 1.27e-3, 1.33e-3, 1.11, 1.09, 1.13)
+    c = compare_case(("numba-tiled",), a, b)
+    assert c.measure == "vs baseline" and c.verdict == "same"
+    assert c.time_change.value == pytest.approx(1.3) and c.time_change.low > 1.2
+    base = compare_case(("numpy",), _row("numpy", 1e-3, 0.98e-3, 1.02e-3), _row("numpy", 1.3e-3, 1.27e-3, 1.33e-3))
+    assert base.measure == "time" and base.verdict == "slower"
 
 
-def test_mann_whitney_degenerate():
-    assert mann_whitney_u([1.0, 1.0], [1.0, 1.0, 1.0])[1] == 1.0
-    assert math.isnan(mann_whitney_u([], [1.0])[1])
+def test_a_fifteen_percent_slowdown_with_3_percent_intervals_is_called():
+    a = _row("x", 1e-3, 1e-3, 1e-3, 1.00, 0.97, 1.03)
+    b = _row("x", 1e-3, 1e-3, 1e-3, 1.15, 1.15 * 0.97, 1.15 * 1.03)
+    c = compare_case(("x",), a, b)
+    assert c.verdict == "slower" and c.ratio == pytest.approx(1.15)
+    # the same change measured with +-10% intervals cannot be told from noise
+    wide = compare_case(("x",), _row("x", 1e-3, 1e-3, 1e-3, 1.0, 0.9, 1.1), _row("x", 1e-3, 1e-3, 1e-3, 1.15, 1.03, 1.27))
+    assert wide.verdict == "same"
 
 
-def test_bootstrap_interval_covers_true_ratio():
-    rng = np.random.default_rng(5)
-    a = rng.lognormal(0, 0.02, 20)
-    b = 1.2 * rng.lognormal(0, 0.02, 20)
-    lo, hi = bootstrap_ratio_ci(a, b)
-    assert lo < 1.2 < hi and lo > 1.1
-    assert bootstrap_ratio_ci(a, b) == (lo, hi)  # seeded: reproducible
+def test_min_change_band():
+    a = _row("x", 1e-3, 1e-3, 1e-3, 1.00, 0.995, 1.005)
+    b = _row("x", 1e-3, 1e-3, 1e-3, 1.03, 1.025, 1.035)
+    assert compare_case(("x",), a, b, min_change=0.02).verdict == "slower"
+    assert compare_case(("x",), a, b, min_change=0.05).verdict == "same"
+
+
+def test_schema_1_rows_use_the_interval_of_their_samples():
+    rng = np.random.default_rng(0)
+    a = {"impl": "numpy", "median_s": 1.0, "samples_s": list(rng.normal(1.0, 0.01, 30)), "status": "ok"}
+    b = {"impl": "numpy", "median_s": 1.2, "samples_s": list(rng.normal(1.2, 0.01, 30)), "status": "ok"}
+    c = compare_case(("numpy",), a, b)
+    assert c.measure == "time" and c.verdict == "slower" and c.time_change.half_width < 0.03
 
 
 def test_geometric_mean_and_threshold():
@@ -150,4 +158,4 @@ def test_too_few_samples_are_untested_not_same(tmp_path, capsys):
     assert cmp.cases and all(c.verdict == "untested" for c in cmp.cases)
     assert cli.main(["compare", str(a), str(b), "--fail-above", "10%"]) == 0
     out, err = capsys.readouterr()
-    assert "too few samples" in out and "untested" in err
+    assert "fewer than 6 samples" in out and "untested" in err

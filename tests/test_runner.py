@@ -341,7 +341,9 @@ def test_extrapolation_end_to_end(tmp_path, monkeypatch, capsys):
     big = rows[64]
     assert big["status"] == "extrapolated"
     assert "measured at N=1 K=64 M=64" in big["error"] and "max_case_s 0.005 s" in big["error"]
-    assert big["gflops"] == pytest.approx(rows[1]["gflops"])  # the only (so the best) measured rate
+    # the basis is the small case's first round (later groups are planned before its last
+    # round), close to but not exactly its final median
+    assert big["gflops"] == pytest.approx(rows[1]["gflops"], rel=0.5)
     assert big["median_s"] == pytest.approx(big["flops"] / (big["gflops"] * 1e9))
     assert big["n_samples"] is None and big["samples_s"] == []
 

@@ -1,12 +1,14 @@
-"""Compare two runs case by case: B against A (ratio B/A of median times; above 1 = B slower).
+"""Compare two runs case by case: B against A (above 1 = B slower).
 
 Cases are matched by (impl, pass, dtype, batch, in_features, out_features, threads); cases in
 only one run, or not measured in both (failed, skipped, extrapolated...), are listed, never
-dropped. Each matched case gets a two-sided Mann–Whitney U test on the per-call samples and a
-bootstrap 95% interval on the ratio of medians; a change is significant when p < --alpha and
-the interval excludes 1. Then: the geometric mean ratio per implementation, and every
-env.json entry that differs (CPU, versions, BLAS, threads...). Runs from different machines
-can be compared; the environment differences say how far to trust the ratios.
+dropped. Each matched case's change comes with a 95% interval built from the intervals the two
+runs recorded: for an implementation timed beside the baseline, the change of its ratio to the
+baseline (drift of the machine cancels in it); for the baseline, the change of its median time
+(see affbench/compare.py). A change is called only when its whole interval lies beyond
+±--min-change. Then: the geometric mean change per implementation, and every env.json entry
+that differs (CPU, versions, BLAS, threads...). Runs from different machines can be compared;
+the environment differences say how far to trust the ratios.
 
 Exit status: 0, or 1 with --fail-above X when a significant slowdown exceeds X (e.g. 10%);
 2 on a usage error (missing directory, unreadable results).
@@ -15,10 +17,12 @@ Exit status: 0, or 1 with --fail-above X when a significant slowdown exceeds X (
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any, Mapping, TextIO
 
-from ..compare import DEFAULT_ALPHA, Comparison, compare_rows, parse_threshold
+from ..compare import DEFAULT_MIN_CHANGE, Comparison, compare_rows, parse_threshold
+from ..intervals import Interval
 from ..errors import UsageError
 from ..report import fmt
 from ..report.data import load_run
@@ -29,8 +33,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="the reference run directory (e.g. reports/<run-id>)")
     p.add_argument("b", metavar="B", help="the run to compare against A")
     p.add_argument("--fail-above", metavar="PCT", help="exit 1 when a significant slowdown (B/A) exceeds PCT, e.g. 10%%")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help=f"significance level of the tests (default {DEFAULT_ALPHA})")
+    p.add_argument("--min-change", metavar="PCT", default=f"{DEFAULT_MIN_CHANGE:.0%}",
+                   help="call a case slower or faster only when the 95%% interval of its change lies wholly "
+                        f"beyond this (default {DEFAULT_MIN_CHANGE:.0%}, the precision runs aim for)")
     p.add_argument("--changed-only", action="store_true", help="list only the cases that changed significantly")
 
 
@@ -50,8 +55,10 @@ def _table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
 def print_comparison(cmp: Comparison, name_a: str, name_b: str, *, changed_only: bool = False,
                      out: TextIO | None = None) -> None:
     out = out if out is not None else sys.stdout
-    print(f"A = {name_a}\nB = {name_b}\nratio = median time B / median time A (> 1: B slower); "
-          f"significant: Mann–Whitney p < {cmp.alpha:g} and the bootstrap 95% interval excludes 1\n", file=out)
+    print(f"A = {name_a}\nB = {name_b}\n"
+          "change = B / A (> 1: B slower) of the ratio to the baseline measured side by side ('vs baseline'), or of "
+          "the median time for the baseline itself ('time'); 95% interval from the intervals both runs recorded; "
+          f"called slower/faster only when the whole interval lies beyond ±{cmp.min_change:.0%}\n", file=out)
     cpu = [(k, a, b) for k, a, b in cmp.env_diff if k.startswith("cpu.")]
     if cpu:
         print("NOTE: the runs come from different machines ("
@@ -68,17 +75,18 @@ def print_comparison(cmp: Comparison, name_a: str, name_b: str, *, changed_only:
     print(f"cases: {len(cmp.cases)} compared"
           + (f", {len(shown)} changed significantly" if changed_only else ""), file=out)
     if shown:
-        _table(["impl", "pass", "dtype", "N", "K→M", "thr", "A median", "B median", "B/A", "95% CI", "p", "verdict"],
-               [_case_label(c.a) + [fmt.seconds(c.a["median_s"]), fmt.seconds(c.b["median_s"]), f"{c.ratio:.3f}",
-                                    f"{c.ci_low:.3f}–{c.ci_high:.3f}", fmt.pvalue(c.p_value),
+        _table(["impl", "pass", "dtype", "N", "K→M", "thr", "A median", "B median", "time B/A (95%)",
+                "measure", "change (95%)", "verdict"],
+               [_case_label(c.a) + [fmt.seconds(c.a["median_s"]), fmt.seconds(c.b["median_s"]),
+                                    _with_interval(c.time_change), c.measure, _with_interval(c.change),
                                     c.verdict.upper() if c.verdict in ("slower", "faster") else c.verdict]
                 for c in shown], out)
     print(file=out)
     untested = cmp.untested()
     if untested:
-        print(f"WARNING: {len(untested)} case(s) have too few samples for the test to reach p < {cmp.alpha:g} "
-              f"(e.g. {len(untested[0].a['samples_s'])} vs {len(untested[0].b['samples_s'])}); they are marked "
-              "'untested': their ratios are shown but neither confirmed nor cleared. Re-run with more samples.\n",
+        print(f"WARNING: {len(untested)} case(s) have no 95% interval (fewer than 6 samples, e.g. "
+              f"{len(untested[0].a['samples_s'])} vs {len(untested[0].b['samples_s'])}); they are marked "
+              "'untested': their changes are shown but neither confirmed nor cleared. Re-run with more samples.\n",
               file=out)
 
     geo = cmp.geomean_by_impl()
@@ -101,6 +109,12 @@ def print_comparison(cmp: Comparison, name_a: str, name_b: str, *, changed_only:
         print(file=out)
 
 
+def _with_interval(iv: Interval) -> str:
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return f"{iv.value:.3f} (—)"
+    return f"{iv.value:.3f} ({iv.low:.3f}–{iv.high:.3f})"
+
+
 def _short(v: Any, width: int = 60) -> str:
     s = "—" if v is None else str(v)
     return s if len(s) <= width else s[: width - 1] + "…"
@@ -113,15 +127,17 @@ def execute(args: argparse.Namespace) -> int:
             threshold = parse_threshold(args.fail_above)
         except ValueError as exc:
             raise UsageError(f"--fail-above: {exc}") from None
-    if not 0 < args.alpha < 1:
-        raise UsageError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    try:
+        min_change = parse_threshold(args.min_change)
+    except ValueError as exc:
+        raise UsageError(f"--min-change: {exc}") from None
     try:
         run_a, run_b = load_run(args.a), load_run(args.b)
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
     for w in run_a.warnings + run_b.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    cmp = compare_rows(run_a.rows, run_b.rows, env_a=run_a.env, env_b=run_b.env, alpha=args.alpha)
+    cmp = compare_rows(run_a.rows, run_b.rows, env_a=run_a.env, env_b=run_b.env, min_change=min_change)
     print_comparison(cmp, f"{args.a} ({run_a.run_id})", f"{args.b} ({run_b.run_id})", changed_only=args.changed_only)
     if not cmp.cases:
         print("no case was measured in both runs: nothing to compare", file=sys.stderr)

@@ -35,7 +35,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", action="append", metavar="N[,N]", help="batch sizes (positive integers)")
     p.add_argument("--layer", action="append", metavar="K:M[,K:M]", help="layer sizes in_features:out_features, e.g. 784:50")
     p.add_argument("--threads", action="append", metavar="T[,T]", help="thread counts, integers or 'all' (default: 1,all)")
-    p.add_argument("--budget", type=float, metavar="SECONDS", help="sampling time per case")
+    p.add_argument("--budget", type=float, metavar="SECONDS",
+                   help="sampling seconds per case over all its rounds; a case stops earlier once precise")
+    p.add_argument("--target", metavar="PERCENT",
+                   help="precision asked of every median and ratio: the 95%% interval's half-width, e.g. 2%% "
+                        "(sampling stops once reached, or when the budget is spent)")
+    p.add_argument("--rounds", metavar="MIN[:MAX]",
+                   help="visits of each case, spread over the run (precision is checked from MIN on)")
     p.add_argument("--max-case-s", type=float, metavar="SECONDS",
                    help="cases predicted to take longer are extrapolated, not run")
     p.add_argument("--case-timeout", type=float, metavar="SECONDS",
@@ -118,6 +124,13 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
     budget, name_ = scalar(args.budget, "budget", "--budget")
     if budget is not None:
         plan = replace(plan, budget_s=_positive_float(name_, budget))
+    target, name_ = scalar(args.target, "target", "--target")
+    if target is not None:
+        plan = replace(plan, target=parse_fraction(name_, target))
+    rounds, name_ = scalar(args.rounds, "rounds", "--rounds")
+    if rounds is not None:
+        lo, hi = parse_rounds(name_, rounds)
+        plan = replace(plan, min_rounds=lo, max_rounds=hi)
     for key in ("min_samples", "max_samples"):
         if key in config:
             plan = replace(plan, **{key: parse_positive_int(f"--config {args.config}: {key}", config[key])})
@@ -131,6 +144,30 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
     if timeout is not None:
         changes["case_timeout_s"] = _positive_float(name_, timeout)
     return str(name), replace(sweep, **changes)
+
+
+def parse_fraction(option: str, text: Any) -> float:
+    """'2%' or 0.02 -> 0.02; between 0 and 1 (exclusive)."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise UsageError(f"{option}: {text!r} is not a percentage (e.g. 2%) or a fraction (e.g. 0.02)") from None
+    if not 0 < value < 1:
+        raise UsageError(f"{option}: {text!r} must lie between 0 and 100%")
+    return value
+
+
+def parse_rounds(option: str, text: Any) -> tuple[int, int]:
+    """'3' -> (3, 3); '3:6' -> (3, 6)."""
+    parts = str(text).split(":")
+    if len(parts) > 2:
+        raise UsageError(f"{option}: {text!r} is not MIN or MIN:MAX (e.g. 3:6)")
+    lo = parse_positive_int(option, parts[0])
+    hi = parse_positive_int(option, parts[-1])
+    if hi < lo:
+        raise UsageError(f"{option}: {text!r}: MAX {hi} is below MIN {lo}")
+    return lo, hi
 
 
 def execute(args: argparse.Namespace) -> int:
