@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from . import registry
+from .intervals import Interval
 from .reference import flops
 
 SUBJECT = "numba-tiled"
@@ -104,6 +105,19 @@ class Outcome:
     t_num: float  # median seconds per step of the numerator / denominator kernel
     t_den: float
     cv: float = math.nan  # the larger coefficient of variation of the two kernels' samples
+    #: 95% interval of value (paired samples, affbench.intervals); None when not measured so
+    interval: Interval | None = None
+
+    @property
+    def verdict(self) -> str:
+        """PASS or MISS when the whole interval lies on one side of the limit; NEAR when it
+        straddles the limit (the estimate alone decides PASS/MISS, but the measurement cannot)."""
+        iv = self.interval
+        if iv is None or not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+            return "PASS" if self.passed else "MISS"
+        good_side = (iv.high <= self.target.limit) if self.target.kind == "ratio" else (iv.low >= self.target.limit)
+        bad_side = (iv.low > self.target.limit) if self.target.kind == "ratio" else (iv.high < self.target.limit)
+        return "PASS" if good_side else "MISS" if bad_side else "NEAR"
 
     @property
     def noisy(self) -> bool:
@@ -129,24 +143,29 @@ class Outcome:
         t = self.target
         g_num, g_den = self.gflops()
         a, b = t.labels
-        verdict = "PASS" if self.passed else "MISS"
-        text = (f"{t.case:<19} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}  target {t.relation} {t.limit:<5g} "
-                f"{verdict}   {a} {rate_text(g_num, t.dtype)}  {b} {rate_text(g_den, t.dtype)}")
+        iv = self.interval
+        spread = (f" ({iv.low:.3f}-{iv.high:.3f})" if iv is not None and math.isfinite(iv.low)
+                  and math.isfinite(iv.high) else "")
+        text = (f"{t.case:<19} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}{spread:<16}  target {t.relation} "
+                f"{t.limit:<5g} {self.verdict}   {a} {rate_text(g_num, t.dtype)}  {b} {rate_text(g_den, t.dtype)}")
         if not self.passed and self.t_num > 0 and self.t_den > 0:
             who, need = self.needed()
             text += f"  to pass: {who} {rate_text(need, t.dtype).strip()}"
         return text + (f"  noisy (cv {100 * self.cv:.0f}%)" if self.noisy else "")
 
 
-def evaluate(target: Target, t_num: float, t_den: float, cv: float = math.nan) -> Outcome:
+def evaluate(target: Target, t_num: float, t_den: float, cv: float = math.nan,
+             interval: Interval | None = None) -> Outcome:
     """Judge median times: for a ratio target t_num is SUBJECT, t_den BASELINE; for a speedup
     target t_num is the 1-thread time, t_den the multi-thread time. cv: the larger coefficient
-    of variation of the two sample sets (above the noise threshold the line says so)."""
+    of variation of the two sample sets (above the noise threshold the line says so).
+    ``interval``: the ratio t_num / t_den measured from paired samples, with its 95% interval;
+    when given, its estimate is the value judged."""
     if not (t_num > 0 and t_den > 0) or math.isnan(t_num) or math.isnan(t_den):
-        return Outcome(target, math.nan, False, t_num, t_den, cv)
-    value = t_num / t_den
+        return Outcome(target, math.nan, False, t_num, t_den, cv, interval)
+    value = interval.value if interval is not None and interval.value > 0 else t_num / t_den
     passed = value <= target.limit if target.kind == "ratio" else value >= target.limit
-    return Outcome(target, value, passed, t_num, t_den, cv)
+    return Outcome(target, value, passed, t_num, t_den, cv, interval)
 
 
 def select(quick: bool = False, cases: list[str] | None = None) -> list[Target]:

@@ -235,8 +235,11 @@ def test_kernels_command_prints_one_line_per_target(capsys):
     lines = [line for line in out.splitlines() if line.startswith("N=1 784->50")]
     assert len(lines) == 2 and {ln.split()[2] for ln in lines} == {"float32", "float64"}
     for ln in lines:
-        assert "target <= 0.67" in ln and ("PASS" in ln or "MISS" in ln)
-        assert ln.count("GFLOP/s") == (2 if "PASS" in ln else 3)  # a MISS says what would pass
+        assert "target <= 0.67" in ln and any(v in ln for v in ("PASS", "MISS", "NEAR"))
+        value = float(ln.split()[5])
+        assert ln.count("GFLOP/s") == (2 if value <= 0.67 else 3)  # above the limit: what would pass
+        low, high = (float(v) for v in ln.split()[6].strip("()").split("-"))  # the ratio's 95% interval
+        assert low <= value <= high
     # --parts: forward and backward under each target, both kernels and their ratio
     for name in ("forward", "backward"):
         parts = [ln for ln in out.splitlines() if ln.strip().startswith(name + " ")]
@@ -248,6 +251,22 @@ def test_kernels_command_prints_one_line_per_target(capsys):
     out = capsys.readouterr().out
     assert len([ln for ln in out.splitlines() if ln.startswith("N=1 784->50")]) == 2
     assert not [ln for ln in out.splitlines() if ln.strip().startswith(("forward ", "backward "))]
+
+
+def test_verdict_from_the_interval():
+    from affbench.intervals import Interval
+    from affbench.targets import evaluate
+
+    t = Target("fake", 100, 784, 50, "float64", "ratio", 1.05)
+    assert evaluate(t, 1.0, 1.0, interval=Interval(1.0, 0.98, 1.02)).verdict == "PASS"
+    assert evaluate(t, 1.0, 1.0, interval=Interval(1.04, 1.01, 1.08)).verdict == "NEAR"
+    assert evaluate(t, 1.0, 1.0, interval=Interval(1.10, 1.07, 1.12)).verdict == "MISS"
+    out = evaluate(t, 1.0, 1.0, interval=Interval(1.10, 1.07, 1.12))
+    assert out.value == 1.10 and "1.100 (1.070-1.120)" in out.line()
+    s = Target("fake", 1024, 1024, 1024, "float64", "speedup", 1.8)
+    assert evaluate(s, 2.0, 1.0, interval=Interval(1.9, 1.85, 1.95)).verdict == "PASS"
+    assert evaluate(s, 2.0, 1.0, interval=Interval(1.8, 1.7, 1.9)).verdict == "NEAR"
+    assert evaluate(s, 2.0, 1.0).verdict == "PASS"  # no interval: the estimate decides
 
 
 def test_part_lines_say_ratio_or_speedup():
