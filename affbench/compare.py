@@ -15,8 +15,16 @@ wolf. compare uses what each run recorded instead (``affbench.intervals``):
 * for an implementation timed beside the baseline, the *ratio to the baseline* (paired
   samples of one rotation: the drift cancels), with its 95% interval; the change is
   ratio(B) / ratio(A), its interval from both runs' intervals (log half-widths in quadrature);
-* for the baseline itself (and rows without a ratio), the median time, with its interval,
-  which the run widened by the spread between its rounds.
+* for the baseline itself, its standing against the other implementations of its group
+  (same work and threads): its change against each of them is the inverse of that one's change
+  vs the baseline, and the median of those (with that one's interval) is the baseline's change
+  ("vs others"). Where fewer than two others were timed beside it, or rows carry no ratio
+  (schema 1), the median time with its interval ("time"): a shift of the whole machine between
+  the runs is then indistinguishable from a change of the code.
+
+What compare measures is therefore *relative standing*: a baseline that got 15% slower shows as
+"numpy slower vs others" and as every other implementation faster vs the baseline. The absolute
+change of every median time is printed beside it, with its interval.
 
 A case is called *slower* or *faster* only when the whole interval of its change lies beyond
 ±``min_change`` (default 2%, the precision the runs aim for); otherwise *same*. A case without
@@ -34,6 +42,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .intervals import DEFAULT_TARGET, Interval, direction, median_interval, ratio_of_intervals
+from .registry import BASELINE
 from .results import KEY_COLUMNS
 
 #: Changes whose interval reaches within this of 1 are "same" (see the module docstring).
@@ -167,9 +176,26 @@ def compare_rows(
             out.not_comparable.append((ra, rb, why))
             continue
         out.cases.append(compare_case(key, ra, rb, min_change))
+    _baseline_vs_others(out.cases)
     out.only_b = [r for k, r in b_by.items() if k not in a_by]
     out.env_diff = env_differences(env_a or {}, env_b or {})
     return out
+
+
+def _baseline_vs_others(cases: list[CaseComparison]) -> None:
+    """Re-judge each baseline case by its standing against the others of its group (see the
+    module docstring), where at least two others were compared vs the baseline."""
+    groups: dict[tuple, list[CaseComparison]] = {}
+    for c in cases:
+        groups.setdefault(c.key[1:], []).append(c)
+    for members in groups.values():
+        others = sorted((c for c in members if c.measure == "vs baseline"), key=lambda c: c.change.value)
+        if len(others) < 2:
+            continue
+        middle = others[len(others) // 2].change.inverse()
+        for c in members:
+            if c.measure == "time" and c.impl == BASELINE:
+                c.change, c.measure = middle, "vs others"
 
 
 def _why_not_comparable(ra: Mapping[str, Any], rb: Mapping[str, Any]) -> str:

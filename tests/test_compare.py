@@ -159,3 +159,34 @@ def test_too_few_samples_are_untested_not_same(tmp_path, capsys):
     assert cli.main(["compare", str(a), str(b), "--fail-above", "10%"]) == 0
     out, err = capsys.readouterr()
     assert "fewer than 6 samples" in out and "untested" in err
+
+
+def _group(impl_ratios, scale):
+    """Rows of one group: numpy plus others with the given ratios to numpy (+-2%), all times
+    multiplied by ``scale`` (the machine's state during the run)."""
+    rows = [dict(_row("numpy", 1e-3 * scale, 0.98e-3 * scale, 1.02e-3 * scale), **_KEY, impl="numpy")]
+    for impl, q in impl_ratios.items():
+        rows.append(dict(_row(impl, q * 1e-3 * scale, q * 0.98e-3 * scale, q * 1.02e-3 * scale, q, q * 0.98, q * 1.02),
+                         **_KEY, impl=impl))
+    return rows
+
+
+_KEY = {"pass": "step", "dtype": "float64", "batch": 16, "in_features": 256, "out_features": 256, "threads": 1}
+
+
+def test_baseline_judged_by_its_standing_against_the_others():
+    # the whole machine 35% slower in B: nothing changed
+    a = _group({"numba-tiled": 1.1, "numba-serial": 5.0, "numba-prange": 2.0}, 1.0)
+    b = _group({"numba-tiled": 1.1, "numba-serial": 5.0, "numba-prange": 2.0}, 1.35)
+    cmp = compare_rows(a, b)
+    base = next(c for c in cmp.cases if c.impl == "numpy")
+    assert base.measure == "vs others" and base.verdict == "same"
+    assert not cmp.slowdowns_above(0.10) and not any(c.significant for c in cmp.cases)
+    # numpy itself 15% slower in B: every other ratio to it drops by 1/1.15
+    b = _group({"numba-tiled": 1.1 / 1.15, "numba-serial": 5.0 / 1.15, "numba-prange": 2.0 / 1.15}, 1.15)
+    cmp = compare_rows(a, b)
+    base = next(c for c in cmp.cases if c.impl == "numpy")
+    assert base.verdict == "slower" and base.ratio == pytest.approx(1.15)
+    # one other only: the standing cannot tell which one moved; numpy keeps its time
+    one = compare_rows(_group({"numba-tiled": 1.1}, 1.0), _group({"numba-tiled": 1.1}, 1.0))
+    assert next(c for c in one.cases if c.impl == "numpy").measure == "time"
