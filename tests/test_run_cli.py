@@ -128,6 +128,11 @@ def test_unknown_config_key(tmp_path, monkeypatch, capsys):
     ("budget = true\n", "--config sweep.toml: budget: True is not a number"),
     ("min_samples = 0\n", "--config sweep.toml: min_samples"),
     ("min_samples = 9\nmax_samples = 3\n", "--config: min_samples 9 > max_samples 3"),
+    ('target = "0%"\n', "--config sweep.toml: target: '0%' must lie between 0 and 100%"),
+    ('target = "tight"\n', "--config sweep.toml: target: 'tight' is not a percentage"),
+    ('rounds = "6:3"\n', "--config sweep.toml: rounds: '6:3': MAX 3 is below MIN 6"),
+    ('rounds = "1:2:3"\n', "--config sweep.toml: rounds: '1:2:3' is not MIN or MIN:MAX"),
+    ('rounds = "0"\n', "--config sweep.toml: rounds: '0' is not a positive integer"),
 ])
 def test_bad_values_in_a_config_file(tmp_path, monkeypatch, capsys, body, option):
     (tmp_path / "sweep.toml").write_text(body)
@@ -153,6 +158,17 @@ def test_config_then_command_line_override_the_preset(tmp_path):
     assert (sweep.plan.min_samples, sweep.plan.max_samples, sweep.case_timeout_s) == (2, 4, 9.0)
     assert sweep.dtypes == quick.dtypes and sweep.max_case_s == quick.max_case_s  # preset where neither says
     assert sweep.impls == ("numpy",)
+
+
+def test_target_and_rounds(tmp_path):
+    (tmp_path / "sweep.toml").write_text('target = "5%"\nrounds = "3:4"\n')
+    parser = argparse.ArgumentParser()
+    run_cmd.configure(parser)
+    _, sweep = run_cmd.build_sweep(parser.parse_args(["--config", str(tmp_path / "sweep.toml")]))
+    assert (sweep.plan.target, sweep.plan.min_rounds, sweep.plan.max_rounds) == (0.05, 3, 4)
+    _, sweep = run_cmd.build_sweep(parser.parse_args(["--config", str(tmp_path / "sweep.toml"),
+                                                      "--target", "0.01", "--rounds", "6"]))
+    assert (sweep.plan.target, sweep.plan.min_rounds, sweep.plan.max_rounds) == (0.01, 6, 6)
 
 
 def test_argparse_level_mistakes_exit_2_without_a_traceback(tmp_path, monkeypatch, capsys):

@@ -24,5 +24,6 @@ def execute(args: argparse.Namespace) -> int:
         layers = " ".join(f"{k}:{m}" for k, m in sweep.layers)
         print(f"  {name:<8} {about}")
         print(f"  {'':<8} batch {','.join(map(str, sweep.batches))}; layers {layers}; "
-              f"threads {','.join(map(str, sweep.threads))}; {sweep.plan.budget_s:g} s per case")
+              f"threads {','.join(map(str, sweep.threads))}; {sweep.plan.budget_s:g} s per case over "
+              f"{sweep.plan.min_rounds}-{sweep.plan.max_rounds} rounds, stopping at +-{sweep.plan.target:.0%}")
     return 0
