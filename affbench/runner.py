@@ -453,7 +453,7 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
 
         def progress_line() -> None:
             now = time.monotonic()
-            if now - last[0] >= PROGRESS_EVERY_S or visited[0] >= bar.total:
+            if now - last[0] >= PROGRESS_EVERY_S:  # the total grows with extra rounds: no "last" line
                 last[0] = now
                 log(f"progress: {visited[0]}/{bar.total} group rounds, {sum(engine.counts.values())}/{len(todo)} "
                     f"cases written, {now - t_start:.0f} s")

@@ -105,13 +105,14 @@ def test_planted_crossover_found(built):
     assert c.batch_estimate == pytest.approx(truth, rel=0.3)
     assert not c.predicted
     md = (run / "report.md").read_text()
-    assert "| numba-serial | forward | float64 | 64→32 | 1 | 1–64 | N ≤ 4 | stops beating at N≈" in md
+    assert "| numba-serial | forward | float64 | 64→32 | 1 | 1–64 | N ≤ 4 | stops beating between N=4 and N=16 (N≈" in md
 
 
 def test_crossover_pure_functions():
+    s = pd.Series([0.5, 0.8, 1.5, 2.0, 1.2, 0.9])
     sp = pd.DataFrame({"impl": "k", "pass": "forward", "dtype": "float64", "in_features": 8, "out_features": 8,
-                       "threads": 1, "batch": [1, 2, 4, 8, 16, 32], "speedup": [0.5, 0.8, 1.5, 2.0, 1.2, 0.9],
-                       "extrapolated": [False] * 5 + [True]})
+                       "threads": 1, "batch": [1, 2, 4, 8, 16, 32], "speedup": s, "speedup_low": s * 0.97,
+                       "speedup_high": s * 1.03, "extrapolated": [False] * 5 + [True]})
     cs = crossover.find_crossovers(sp)
     assert [(c.direction, c.batch_below, c.batch_above, c.predicted) for c in cs] == [
         ("starts beating", 2, 4, False), ("stops beating", 16, 32, True)]

@@ -10,7 +10,8 @@ baseline (drift of the machine cancels in it); for the baseline, the change of i
 that differs (CPU, versions, BLAS, threads...). Runs from different machines can be compared;
 the environment differences say how far to trust the ratios.
 
-Exit status: 0, or 1 with --fail-above X when a significant slowdown exceeds X (e.g. 10%);
+Exit status: 0, or 1 with --fail-above X when a slowdown is known to exceed X (the whole
+interval of its change above 1 + X, e.g. 10%);
 2 on a usage error (missing directory, unreadable results).
 """
 
@@ -32,7 +33,8 @@ from ..results import ResultsError
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="the reference run directory (e.g. reports/<run-id>)")
     p.add_argument("b", metavar="B", help="the run to compare against A")
-    p.add_argument("--fail-above", metavar="PCT", help="exit 1 when a significant slowdown (B/A) exceeds PCT, e.g. 10%%")
+    p.add_argument("--fail-above", metavar="PCT", help="exit 1 when a slowdown is known to exceed PCT (the whole 95%% interval of its "
+                        "change above 1 + PCT), e.g. 10%%")
     p.add_argument("--min-change", metavar="PCT", default=f"{DEFAULT_MIN_CHANGE:.0%}",
                    help="call a case slower or faster only when the 95%% interval of its change lies wholly "
                         f"beyond this (default {DEFAULT_MIN_CHANGE:.0%}, the precision runs aim for)")
@@ -149,9 +151,9 @@ def execute(args: argparse.Namespace) -> int:
                   f"{threshold:.0%}, e.g. {unsure[0].a['case_id']} ×{unsure[0].ratio:.3f}; not counted by "
                   "--fail-above", file=sys.stderr)
         if bad:
-            print(f"FAIL: {len(bad)} case(s) significantly slower by more than {threshold:.0%}, worst "
+            print(f"FAIL: {len(bad)} case(s) slower by more than {threshold:.0%} (whole 95% interval), worst "
                   + ", ".join(f"{c.a['case_id']} ×{c.ratio:.3f}" for c in sorted(bad, key=lambda c: -c.ratio)[:5]),
                   file=sys.stderr)
             return 1
-        print(f"ok: no significant slowdown above {threshold:.0%}")
+        print(f"ok: no slowdown known to exceed {threshold:.0%}")
     return 0

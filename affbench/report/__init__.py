@@ -4,9 +4,10 @@ Reads only the results files (results.csv, env.json, verify.csv): it never impor
 or Numba, so a report can be made on a machine without them. Writes only report.md,
 report.html and figures/*.png — never a results file.
 
-Modules: ``data`` (loading, with clear errors), ``tables`` and ``crossover`` (pure functions
-on the results DataFrame), ``plots`` (the figures), ``sections`` (what the report says) and
-``document`` (Markdown and HTML rendering).
+Modules: ``data`` (loading, with clear errors), ``speedup`` (speedups with their 95% intervals
+and the tie verdicts), ``tables`` and ``crossover`` (pure functions on the results DataFrame),
+``plots`` (the figures), ``sections`` (what the report says) and ``document`` (Markdown and
+HTML rendering).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     error (ReportError); otherwise the report is made without speedups and says why.
     Raises results.ResultsError for an unreadable run directory.
     """
-    from . import fmt, plots, sections, tables
+    from . import fmt, plots, sections, speedup, tables
     from .data import load_run
     from .document import Heading, Para, Warning, to_html, to_markdown
 
@@ -65,7 +66,8 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     impls = tables.impl_order(impls_present, baseline)
     passes = tables.pass_order(timed["pass"].unique())
     threads = tables.main_threads(df)
-    sp = tables.speedups(df, baseline) if baseline_present else tables.speedups(df.iloc[0:0], baseline)
+    band = speedup.tie_band(run.env)  # differences within the run's precision target are ties
+    sp = tables.speedups(df if baseline_present else df.iloc[0:0], baseline, band)
 
     figures: list[Path] = []
 
@@ -82,7 +84,7 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     heatmaps = {}
     for impl in heat_impls:
         p = keep(plots.speedup_heatmap(sp, impl, baseline, fig_dir / f"speedup_heatmap_{_safe(impl)}.png",
-                                       threads=threads))
+                                       threads=threads, band=band))
         if p:
             heatmaps[impl] = p
     fig_scaling = keep(plots.thread_scaling(df, fig_dir / "thread_scaling.png", impls=impls))
@@ -98,15 +100,15 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     if warns:
         blocks.append(Heading("Warnings"))
         blocks += [Warning(w) for w in warns]
-    blocks += sections.summary_blocks(df, baseline)
+    blocks += sections.summary_blocks(df, baseline, band)
     blocks += sections.environment_blocks(run)
     blocks += sections.verification_blocks(run)
     for p in passes:
         blocks += sections.pass_blocks(df, p, baseline, fig_time[p], threads)
-    blocks += sections.speedup_blocks(sp, baseline, impls, passes, heatmaps)
+    blocks += sections.speedup_blocks(sp, baseline, impls, passes, heatmaps, band)
     if baseline_present and not heat_impls:
         blocks.append(Para("*No Numba implementation in this run: no speedup heatmaps.*"))
-    blocks += sections.crossover_blocks(sp, baseline, impls)
+    blocks += sections.crossover_blocks(sp, baseline, impls, band)
     blocks += sections.throughput_blocks(df, run.env, fig_gflops)
     blocks += sections.scaling_blocks(df, fig_scaling)
     blocks += sections.compile_blocks(df, baseline, fig_compile)

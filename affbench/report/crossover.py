@@ -1,12 +1,17 @@
-"""Crossover points: the batch size at which an implementation starts or stops beating the baseline.
+"""Crossover points: the batch size at which an implementation starts or stops beating the baseline,
+with how uncertain that batch is.
 
-For each layer size (K, M), dtype, pass and thread count, the speedup over the baseline
-s(N) = t_baseline(N) / t_impl(N) is followed along the measured batch sizes. Between two
-neighbouring batch sizes where s crosses 1, the crossover is estimated by interpolating
-log s linearly in log N (times grow roughly like a + b·N, so the log-log curve is smooth
-between measured points). A crossover where the speedup on either side is within the spread
-of the samples (the half IQRs of both times) is flagged ``within_noise``: it may move or vanish
-on a re-run. Pure functions on the DataFrame from ``tables.speedups``.
+For each layer size (K, M), dtype, pass and thread count, the speedup over the baseline is
+followed along the measured batch sizes. Each point gets a verdict from its 95% interval
+(``tables.speedups``: 'above' = clearly faster, 'below' = clearly slower, 'tie' = the interval
+reaches into the band of the run's precision target around 1). A crossover is a change
+between clear verdicts; the batch sizes in between whose verdict is a tie are where it may lie,
+so it is reported as a range, "between N=16 and N=128 (tie at 64)", never as one batch. An
+implementation that ties at the smallest (largest) batches and then wins clearly gets an open
+crossover: "wins clearly from N=128". Where two clear verdicts are neighbours, ``N≈`` is also
+interpolated in log-log between them (times grow roughly like a + b·N). Predicted
+(extrapolated) points have no interval: their point value decides, and the crossover is
+marked ``predicted``. Pure functions on the DataFrame from ``tables.speedups``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from typing import Iterable
 
 import pandas as pd
 
+from ..intervals import DEFAULT_TARGET, Interval
+from . import speedup, tables
+
 GROUP = ["impl", "pass", "dtype", "in_features", "out_features", "threads"]
+_iv = tables.interval_of  # a speedups row as an Interval (unknown ends infinite)
 
 
 @dataclass(frozen=True)
@@ -29,15 +38,17 @@ class Crossover:
     out_features: int
     threads: int
     direction: str  # "starts beating" or "stops beating" (as N grows)
-    batch_below: int  # last measured batch before the crossover
-    batch_above: int  # first measured batch after it
-    batch_estimate: float  # interpolated batch where the speedup is 1
-    speedup_below: float
-    speedup_above: float
-    predicted: bool  # one of the four times involved was extrapolated
-    #: a speedup on either side is within the spread of the samples (half IQRs): the side
-    #: the implementation falls on there may be noise, and the crossover with it
-    within_noise: bool = False
+    #: last batch with the old clear verdict; None when the ties reach down to the smallest batch
+    batch_below: int | None
+    #: first batch with the new clear verdict; None when the ties reach up to the largest batch
+    batch_above: int | None
+    #: measured batches between the two whose verdict is a tie: where the crossover may lie
+    tie_batches: tuple[int, ...]
+    #: interpolated batch where the point estimates cross 1 (NaN for an open crossover)
+    batch_estimate: float
+    speedup_below: Interval | None
+    speedup_above: Interval | None
+    predicted: bool  # a point involved was extrapolated
 
 
 def estimate(n0: float, s0: float, n1: float, s1: float) -> float:
@@ -51,38 +62,66 @@ def estimate(n0: float, s0: float, n1: float, s1: float) -> float:
     return math.exp(x0 + (0 - l0) * (x1 - x0) / (l1 - l0))
 
 
-def find_crossovers(sp: pd.DataFrame) -> list[Crossover]:
-    """Every sign change of log(speedup) along the batch axis, per group."""
+def verdicts(g: pd.DataFrame, band: float = DEFAULT_TARGET) -> list[str]:
+    """The verdict of each row: the ``verdict`` column of tables.speedups, or one computed from
+    speedup_low/high (unknown ends: tie) for a frame built without it."""
+    if "verdict" in g:
+        return [str(v) for v in g["verdict"]]
+    return [speedup.verdict(_iv(r), band, bool(r.get("extrapolated", False))) for r in g.to_dict("records")]
+
+
+def group_crossovers(key: tuple, g: pd.DataFrame, band: float = DEFAULT_TARGET) -> list[Crossover]:
+    """Crossovers of one group (rows of one impl, pass, dtype, K, M, threads)."""
+    g = g[(g["speedup"] > 0) & g["speedup"].map(math.isfinite)].sort_values("batch")
+    recs = g.to_dict("records")
+    v = verdicts(g, band)
+    n = [int(r["batch"]) for r in recs]
+    s = [float(r["speedup"]) for r in recs]
+    clear = [i for i, x in enumerate(v) if x != "tie"]
+    impl, pass_, dtype, k, m, thr = key
+    base = dict(impl=str(impl), pass_=str(pass_), dtype=str(dtype), in_features=int(k), out_features=int(m),
+                threads=int(thr))
+    pred = lambda lo, hi: any(bool(r.get("extrapolated", False)) for r in recs[lo:hi + 1])  # noqa: E731
+    out: list[Crossover] = []
+    if clear and clear[0] > 0 and v[clear[0]] == "above":  # ties from the smallest batch, then a clear win
+        i = clear[0]
+        out.append(Crossover(**base, direction="starts beating", batch_below=None, batch_above=n[i],
+                             tie_batches=tuple(n[:i]), batch_estimate=math.nan, speedup_below=None,
+                             speedup_above=_iv(recs[i]), predicted=pred(0, i)))
+    for i, j in zip(clear, clear[1:]):
+        if v[i] == v[j]:
+            continue
+        cross = next((c for c in range(i, j) if (s[c] > 1.0) != (s[c + 1] > 1.0)), None)
+        est = estimate(n[cross], s[cross], n[cross + 1], s[cross + 1]) if cross is not None else math.nan
+        out.append(Crossover(**base, direction="starts beating" if v[j] == "above" else "stops beating",
+                             batch_below=n[i], batch_above=n[j], tie_batches=tuple(n[i + 1:j]), batch_estimate=est,
+                             speedup_below=_iv(recs[i]), speedup_above=_iv(recs[j]),
+                             predicted=pred(i, j)))
+    if clear and clear[-1] < len(n) - 1 and v[clear[-1]] == "above":  # a clear win, then ties to the end
+        i = clear[-1]
+        out.append(Crossover(**base, direction="stops beating", batch_below=n[i], batch_above=None,
+                             tie_batches=tuple(n[i + 1:]), batch_estimate=math.nan, speedup_below=_iv(recs[i]),
+                             speedup_above=None, predicted=pred(i, len(n) - 1)))
+    return out
+
+
+def find_crossovers(sp: pd.DataFrame, band: float = DEFAULT_TARGET) -> list[Crossover]:
+    """Every change between a clear win and anything else along the batch axis, per group."""
     out: list[Crossover] = []
     if sp.empty:
         return out
     for key, g in sp.groupby(GROUP, sort=False):
-        g = g[(g["speedup"] > 0) & g["speedup"].map(math.isfinite)].sort_values("batch")
-        n = g["batch"].to_list()
-        s = g["speedup"].to_list()
-        x = g["extrapolated"].to_list()
-        spread = g["rel_spread"].fillna(0).to_list() if "rel_spread" in g else [0.0] * len(n)
-        for i in range(len(n) - 1):
-            win0, win1 = s[i] > 1.0, s[i + 1] > 1.0
-            if win0 == win1:
-                continue
-            impl, pass_, dtype, k, m, thr = key
-            out.append(Crossover(
-                impl=str(impl), pass_=str(pass_), dtype=str(dtype), in_features=int(k), out_features=int(m),
-                threads=int(thr), direction="starts beating" if win1 else "stops beating",
-                batch_below=int(n[i]), batch_above=int(n[i + 1]),
-                batch_estimate=estimate(n[i], s[i], n[i + 1], s[i + 1]),
-                speedup_below=float(s[i]), speedup_above=float(s[i + 1]), predicted=bool(x[i] or x[i + 1]),
-                within_noise=any(abs(s[j] - 1.0) <= spread[j] for j in (i, i + 1)),
-            ))
+        out.extend(group_crossovers(key, g, band))
     return out
 
 
-def win_summary(sp: pd.DataFrame, impls: Iterable[str] | None = None) -> pd.DataFrame:
-    """Per group: where the implementation beats the baseline, in words, plus its crossovers.
+def win_summary(sp: pd.DataFrame, impls: Iterable[str] | None = None, band: float = DEFAULT_TARGET) -> pd.DataFrame:
+    """Per group: where the implementation clearly beats the baseline and where it ties, in
+    words, plus its crossovers.
 
     Columns: impl, pass, dtype, in_features, out_features, threads, batches (measured range),
-    faster_at (e.g. "N ≤ 4", "16 ≤ N ≤ 64", "always", "never"), crossovers (list[Crossover]).
+    faster_at (e.g. "N ≤ 4", "16 ≤ N ≤ 64; tie at N ≥ 128", "always", "never"),
+    crossovers (list[Crossover]).
     """
     cols = GROUP + ["batches", "faster_at", "crossovers"]
     if sp.empty:
@@ -91,16 +130,25 @@ def win_summary(sp: pd.DataFrame, impls: Iterable[str] | None = None) -> pd.Data
         sp = sp[sp["impl"].isin(list(impls))]
     rows = []
     by_group: dict[tuple, list[Crossover]] = {}
-    for c in find_crossovers(sp):
+    for c in find_crossovers(sp, band):
         by_group.setdefault((c.impl, c.pass_, c.dtype, c.in_features, c.out_features, c.threads), []).append(c)
     for key, g in sp.groupby(GROUP, sort=False):
         g = g.sort_values("batch")
         n = g["batch"].to_list()
-        win = (g["speedup"] > 1.0).to_list()
+        v = verdicts(g, band)
         ck = (str(key[0]), str(key[1]), str(key[2]), int(key[3]), int(key[4]), int(key[5]))
         rows.append({**dict(zip(GROUP, key)), "batches": f"{n[0]}–{n[-1]}" if len(n) > 1 else str(n[0]),
-                     "faster_at": _ranges(n, win), "crossovers": by_group.get(ck, [])})
+                     "faster_at": faster_text(n, v), "crossovers": by_group.get(ck, [])})
     return pd.DataFrame(rows, columns=cols)
+
+
+def faster_text(n: list[int], v: list[str]) -> str:
+    """Clear wins, then ties: 'N ≤ 4', 'never; tie at N ≥ 64', 'tie at every N'."""
+    win, tie = [x == "above" for x in v], [x == "tie" for x in v]
+    if all(tie):
+        return "tie at every N"
+    text = _ranges(n, win)
+    return text + (f"; tie at {_ranges(n, tie)}" if any(tie) else "")
 
 
 def _ranges(n: list[int], win: list[bool]) -> str:
@@ -118,12 +166,12 @@ def _ranges(n: list[int], win: list[bool]) -> str:
         while j + 1 < len(n) and win[j + 1]:
             j += 1
         lo, hi = n[i], n[j]
-        if i == 0:
+        if lo == hi:
+            parts.append(f"N = {lo}")
+        elif i == 0:
             parts.append(f"N ≤ {hi}")
         elif j == len(n) - 1:
             parts.append(f"N ≥ {lo}")
-        elif lo == hi:
-            parts.append(f"N = {lo}")
         else:
             parts.append(f"{lo} ≤ N ≤ {hi}")
         i = j + 1

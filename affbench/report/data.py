@@ -76,9 +76,10 @@ def load_run(path: str | Path) -> Run:
         if not isinstance(env, dict):
             raise ResultsError(f"{env_path}: expected a JSON object, found {type(env).__name__}")
         version = env.get("schema_version")
-        if version is not None and str(version) != str(results.SCHEMA_VERSION):
-            raise ResultsError(f"{env_path}: schema version {version!r}; this affbench reads version "
-                               f"{results.SCHEMA_VERSION}")
+        readable = sorted({results.SCHEMA_VERSION, *results.READABLE_VERSIONS})  # old runs still get a report
+        if version is not None and str(version) not in {str(v) for v in readable}:
+            raise ResultsError(f"{env_path}: schema version {version!r}; this affbench reads versions "
+                               f"{', '.join(map(str, readable))}")
     else:
         env = {}
         warnings.append(f"{env_path}: missing; the environment of this run is unknown")

@@ -18,6 +18,14 @@ def seconds(s: Any) -> str:
     return f"{s:g} s"  # pragma: no cover
 
 
+def seconds_range(low: Any, high: Any) -> str:
+    """A time interval in one unit: '11.9–12.8 µs'; '—' when either end is unknown."""
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in (low, high)):
+        return "—"
+    unit, scale = next(((u, sc) for u, sc in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)) if high >= sc), ("ns", 1e-9))
+    return f"{low / scale:.3g}–{high / scale:.3g} {unit}"
+
+
 def number(v: Any, digits: int = 3) -> str:
     if v is None or not isinstance(v, (int, float)) or math.isnan(v):
         return "—"
@@ -30,6 +38,31 @@ def ratio(v: Any) -> str:
     if v is None or not isinstance(v, (int, float)) or math.isnan(v):
         return "—"
     return f"{v:.3g}×" if v < 100 else f"{v:.0f}×"
+
+
+def _ratio_digits(vals: list[float]) -> list[str]:
+    """The shortest rendering (3 to 5 significant digits) that keeps distinct numbers distinct,
+    so an interval as tight as 1.001 (0.998–1.004) does not print as '1 (1–1)'."""
+    def one(v: float, d: int) -> str:  # trailing zeros kept, so both ends show the same precision
+        return f"{v:#.{d}g}".rstrip(".") if v < 100 else f"{v:.0f}"
+
+    for d in (3, 4, 5):
+        out = [one(v, d) for v in vals]
+        if len(set(out)) == len(set(vals)):
+            break
+    return out
+
+
+def ratio_ci(v: Any, low: Any = None, high: Any = None) -> str:
+    """A ratio with its 95% interval: '1.08× (1.05–1.11)'; '1.08× (—)' when the interval is
+    unknown (a prediction, too few samples); '—' without a value."""
+    if v is None or not isinstance(v, (int, float)) or math.isnan(v):
+        return "—"
+    ok = all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in (low, high))
+    if not ok or not math.isfinite(v):
+        return f"{ratio(v)} (—)"
+    s, lo, hi = _ratio_digits([float(v), float(low), float(high)])
+    return f"{s}× ({lo}–{hi})"
 
 
 def percent(v: Any) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ..intervals import DEFAULT_TARGET
 from . import fmt, tables
 
 DPI = 110
@@ -275,7 +276,31 @@ def gflops_vs_size(df: pd.DataFrame, env: Mapping[str, Any], path: Path, *, impl
 
 # --------------------------------------------------------------------------- 3. speedup heatmap
 
-def speedup_heatmap(sp: pd.DataFrame, impl: str, baseline: str, path: Path, *, threads: int | None) -> Path | None:
+class HeatCells(NamedTuple):
+    """The grid of one heatmap panel (layers × batches): speedups and which cells get marked."""
+    values: np.ndarray  # speedup, NaN where not measured
+    extrapolated: np.ndarray  # a predicted time: hatched
+    tie: np.ndarray  # a measured speedup whose interval reaches into the tie band: dotted frame
+
+
+def heatmap_cells(sub: pd.DataFrame, layers: Sequence[tuple[int, int]], batches: Sequence[int]) -> HeatCells:
+    """Lay the rows of ``tables.speedups`` for one pass and dtype out on the grid. A cell is
+    marked a tie from the frame's ``tie`` column (measured, interval reaching into the band
+    around 1); a predicted cell is never a tie: it has no interval and is hatched instead."""
+    grid = np.full((len(layers), len(batches)), np.nan)
+    ext = np.zeros_like(grid, dtype=bool)
+    tie = np.zeros_like(grid, dtype=bool)
+    for row in sub.to_dict("records"):
+        i = layers.index((int(row["in_features"]), int(row["out_features"])))
+        j = batches.index(int(row["batch"]))
+        grid[i, j] = row["speedup"]
+        ext[i, j] = bool(row["extrapolated"])
+        tie[i, j] = bool(row.get("tie", False)) and not ext[i, j]
+    return HeatCells(grid, ext, tie)
+
+
+def speedup_heatmap(sp: pd.DataFrame, impl: str, baseline: str, path: Path, *, threads: int | None,
+                    band: float = DEFAULT_TARGET) -> Path | None:
     s = sp[sp["impl"] == impl]
     if s.empty:
         return None
@@ -296,18 +321,12 @@ def speedup_heatmap(sp: pd.DataFrame, impl: str, baseline: str, path: Path, *, t
                           len(passes) * (1.3 + 0.45 * len(layers)) + 1.0), layout="constrained")
     axes = fig.subplots(len(passes), len(dtypes), squeeze=False)
     im = None
-    any_extrap = False
+    any_extrap = any_tie = False
     for r, pass_ in enumerate(passes):
         for c, dtype in enumerate(dtypes):
             ax = axes[r][c]
-            grid = np.full((len(layers), len(batches)), np.nan)
-            ext = np.zeros_like(grid, dtype=bool)
-            sub = s[(s["pass"] == pass_) & (s["dtype"] == dtype)]
-            for _, row in sub.iterrows():
-                i = layers.index((int(row["in_features"]), int(row["out_features"])))
-                j = batches.index(int(row["batch"]))
-                grid[i, j] = row["speedup"]
-                ext[i, j] = bool(row["extrapolated"])
+            cells = heatmap_cells(s[(s["pass"] == pass_) & (s["dtype"] == dtype)], layers, batches)
+            grid, ext, tie = cells.values, cells.extrapolated, cells.tie
             logg = np.log2(np.where(grid > 0, grid, np.nan))
             im = ax.imshow(np.ma.masked_invalid(logg), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto",
                            origin="lower")
@@ -319,12 +338,16 @@ def speedup_heatmap(sp: pd.DataFrame, impl: str, baseline: str, path: Path, *, t
                         ax.text(j, i, "—", ha="center", va="center", fontsize=7, color="0.4")
                         continue
                     dark = abs(math.log2(v)) > lim * 0.6
-                    label = ("~" if ext[i, j] else "") + (f"{v:.2g}×" if v < 10 else f"{v:.0f}×")
+                    mark = "~" if ext[i, j] else "≈" if tie[i, j] else ""
+                    label = mark + (f"{v:.2g}×" if v < 10 else f"{v:.0f}×")
                     ax.text(j, i, label, ha="center", va="center", fontsize=7,
                             color="white" if dark else "black", style="italic" if ext[i, j] else "normal")
                     if ext[i, j]:
                         any_extrap = True
                         ax.add_patch(_hatch_rect(j, i))
+                    elif tie[i, j]:
+                        any_tie = True
+                        ax.add_patch(_tie_rect(j, i, "white" if dark else "0.15"))
             ax.set_xticks(range(len(batches)), [str(b) for b in batches], fontsize=8)
             ax.set_yticks(range(len(layers)), [fmt.layer(k, m) for k, m in layers], fontsize=8)
             if r == len(passes) - 1:
@@ -341,6 +364,8 @@ def speedup_heatmap(sp: pd.DataFrame, impl: str, baseline: str, path: Path, *, t
     note = f"{impl} vs {baseline}, {thr} thread{'s' if thr != 1 else ''}; cell = {baseline} time / {impl} time"
     if any_extrap:
         note += "; hatched ~cells use an extrapolated (predicted) time"
+    if any_tie:
+        note += f"; dotted ≈cells: tie, the 95% interval reaches into 1 ± {band:.0%}"
     fig.suptitle(f"Speedup of {impl} over {baseline}", fontsize=12)
     fig.get_layout_engine().set(h_pad=0.08)
     fig.supxlabel(note, fontsize=8, style="italic")
@@ -351,6 +376,14 @@ def _hatch_rect(j: int, i: int):
     from matplotlib.patches import Rectangle
 
     return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.35", linewidth=0)
+
+
+def _tie_rect(j: int, i: int, color: str):
+    """A dotted frame inside the cell: unlike the extrapolated hatch, it leaves the value legible."""
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((j - 0.42, i - 0.4), 0.84, 0.8, fill=False, edgecolor=color, linewidth=1.1,
+                     linestyle=(0, (1, 1.5)))
 
 
 # --------------------------------------------------------------------------- 4. thread scaling

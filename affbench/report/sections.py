@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from ..intervals import DEFAULT_TARGET
 from . import crossover, fmt, tables
 from .data import Run
 from .document import Block, Bullets, Heading, Image, Para, Table
@@ -101,30 +102,47 @@ def pass_blocks(df: pd.DataFrame, pass_: str, baseline: str, figure: Path | None
             note.append(f"noisy (cv {r['cv']:.2f})")
         rows.append([r["impl"], r["dtype"], _thr(r["threads"]), str(r["batch"]), _layer(r),
                      _maybe_pred(fmt.seconds(r["median_s"]), pred),
+                     "—" if pred else fmt.seconds_range(r["ci_low_s"], r["ci_high_s"]),
                      "—" if pred else fmt.seconds(r["iqr_s"]),
                      _maybe_pred(fmt.number(r["gflops"]), pred), "; ".join(note)])
-    caption = "Median time per call, spread (IQR = q3 − q1 of the samples) and GFLOP/s."
+    caption = ("Median time per call with its 95% interval (distribution-free, widened by the drift between "
+               "rounds; from the samples for runs that did not record one), spread (IQR = q3 − q1 of the samples) "
+               "and GFLOP/s.")
     if marked:
         caption += " " + EXTRAP_NOTE
-    blocks.append(Table(["impl", "dtype", "threads", "N", "K→M", "median", "IQR", "GFLOP/s", "note"], rows,
-                        caption=caption, marked_rows=marked))
+    header = ["impl", "dtype", "threads", "N", "K→M", "median", "95% interval", "IQR", "GFLOP/s", "note"]
+    blocks.append(Table(header, rows, caption=caption, marked_rows=marked))
     return blocks
 
 
+def _speedup_text(v: float, low: float, high: float, pred: bool) -> str:
+    """'1.08× (1.05–1.11)'; a prediction has no interval and says so."""
+    return _maybe_pred(fmt.ratio(v), True) if pred else fmt.ratio_ci(v, low, high)
+
+
 def speedup_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], passes: list[str],
-                   heatmaps: dict[str, Path]) -> list[Block]:
+                   heatmaps: dict[str, Path], band: float = DEFAULT_TARGET) -> list[Block]:
     blocks: list[Block] = [Heading(f"Speedup over {baseline}")]
     if sp.empty:
         blocks.append(Para(f"*No speedups: `{baseline}` has no timed case matching another implementation.*"))
         return blocks
-    blocks.append(Para(f"Speedup = {baseline} median time / implementation median time on the same case (pass, "
-                       f"dtype, N, K, M, threads). Above 1: faster than {baseline}."))
+    paired = bool((sp["source"] == "paired").any())
+    blocks.append(Para(
+        f"Speedup = {baseline} time / implementation time on the same case (pass, dtype, N, K, M, threads), "
+        f"with its 95% interval in brackets: `1.08× (1.05–1.11)`. Above 1: faster than {baseline}. "
+        + (f"It is 1 / the ratio the run measured from samples paired with {baseline} in each round (drift "
+           "cancels); cases without one use the two medians, the interval from both median intervals. "
+           if paired else "It is the ratio of the two medians, the interval from both median intervals. ")
+        + f"A speedup whose interval reaches into 1 ± {band:.0%} (the run's precision target) is a tie. "
+        "*(—)*: no interval (a prediction, or fewer than 6 samples)."))
     gm = tables.geomean_speedups(sp)
     if not gm.empty:
-        blocks.append(Table(["impl", "pass", "dtype", "geometric mean", "min", "max", "cases"],
-                            [[r.impl, r[2], r.dtype, fmt.ratio(r.geomean), fmt.ratio(r.min), fmt.ratio(r.max),
-                              str(r.cases)] for r in gm.itertuples()],
-                            caption="Summary over measured cases (extrapolated ones left out)."))
+        blocks.append(Table(["impl", "pass", "dtype", "geometric mean (95% interval)", "min", "max", "cases"],
+                            [[r.impl, r[2], r.dtype, fmt.ratio_ci(r.geomean, r.geomean_low, r.geomean_high),
+                              fmt.ratio(r.min), fmt.ratio(r.max), str(r.cases)] for r in gm.itertuples()],
+                            caption="Summary over measured cases (extrapolated ones left out); the interval of "
+                                    "the geometric mean adds the cases' log half-widths in quadrature, min and "
+                                    "max are the range over cases."))
     others = [i for i in impls if i != baseline and i in set(sp["impl"])]
     for pass_ in passes:
         pv = tables.speedup_pivot(sp, pass_, others)
@@ -138,40 +156,64 @@ def speedup_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], passes: li
                 if v is None:
                     cells.append("—")
                 else:
-                    cells.append(_maybe_pred(fmt.ratio(v[0]), v[1]))
-                    if v[1]:
+                    cells.append(_speedup_text(v.speedup, v.low, v.high, v.extrapolated))
+                    if v.extrapolated:
                         marked.add(i)
             rows.append([r["dtype"], _thr(r["threads"]), _layer(r), str(r["batch"]), *cells])
-        cap = f"{pass_} pass: speedup of each implementation over {baseline}."
+        cap = f"{pass_} pass: speedup of each implementation over {baseline}, with its 95% interval."
         if marked:
-            cap += " Values marked *~ (extrapolated)* involve a predicted time."
+            cap += " Values marked *~ (extrapolated)* involve a predicted time and have no interval."
         blocks.append(Table(["dtype", "threads", "K→M", "N", *others], rows, caption=cap, marked_rows=marked))
     for impl, path in heatmaps.items():
+        ties = bool(sp[sp["impl"] == impl]["tie"].any())
         blocks.append(Image(path, f"Figure 3 ({impl}): speedup of {impl} over {baseline} across batch size × layer "
-                                  "size (blue: faster, red: slower; hatched ~cells: extrapolated)."))
+                                  "size (blue: faster, red: slower; hatched ~cells: extrapolated"
+                                  + (f"; dotted ≈cells: tie, the 95% interval reaches into 1 ± {band:.0%}"
+                                     if ties else "") + ")."))
     return blocks
 
 
-def crossover_blocks(sp: pd.DataFrame, baseline: str, impls: list[str]) -> list[Block]:
+def _batches(ns: tuple[int, ...]) -> str:
+    return ", ".join(str(n) for n in ns)
+
+
+def crossover_text(c: crossover.Crossover) -> str:
+    """One crossover in words, with the range of batch sizes it may lie in."""
+    ci = lambda iv: fmt.ratio_ci(iv.value, iv.low, iv.high)  # noqa: E731
+    ties = f"tie at N={_batches(c.tie_batches)}" if c.tie_batches else ""
+    if c.batch_below is None:  # ties from the smallest batch, then a clear win
+        text = f"wins clearly from N={c.batch_above} ({ties}) [{c.batch_above}: {ci(c.speedup_above)}]"
+    elif c.batch_above is None:  # a clear win, then ties to the largest batch
+        text = f"wins clearly up to N={c.batch_below}, then {ties} [{c.batch_below}: {ci(c.speedup_below)}]"
+    else:
+        notes = [x for x in (ties, f"N≈{c.batch_estimate:.3g} interpolated" if math.isfinite(c.batch_estimate)
+                             else "") if x]
+        text = (f"{c.direction} between N={c.batch_below} and N={c.batch_above}"
+                + (f" ({'; '.join(notes)})" if notes else "")
+                + f" [{c.batch_below}: {ci(c.speedup_below)} → {c.batch_above}: {ci(c.speedup_above)}]")
+    return text + (" *(extrapolated)*" if c.predicted else "")
+
+
+def crossover_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], band: float = DEFAULT_TARGET) -> list[Block]:
     blocks: list[Block] = [Heading("Crossover points")]
     numba = [i for i in impls if i.startswith("numba")] or [i for i in impls if i != baseline]
-    ws = crossover.win_summary(sp, numba)
+    ws = crossover.win_summary(sp, numba, band)
     if ws.empty:
         blocks.append(Para(f"*No crossover analysis: no Numba implementation has cases matched with {baseline}.*"))
         return blocks
-    blocks.append(Para(f"For each layer size, dtype, pass and thread count: the batch sizes N at which each "
-                       f"implementation beats {baseline}, and where that changes. *N≈* is interpolated in log-log "
-                       "between the two measured batch sizes around the change (given in brackets, with the "
-                       "speedups there). *(within noise)*: a speedup next to the change is within the spread "
-                       "of the samples, so the crossover may move on a re-run."))
+    blocks.append(Para(
+        f"For each layer size, dtype, pass and thread count: the batch sizes N at which each implementation "
+        f"**clearly** beats {baseline} (its speedup's 95% interval lies wholly above 1 + {band:.0%}), where it "
+        f"ties (the interval reaches into 1 ± {band:.0%}), and where that changes. A crossover lies somewhere "
+        "between the last clear verdict on one side and the first on the other: that range is given, with the "
+        "tied batch sizes in it and the speedups at both ends. *N≈* is only a point guess inside the range, "
+        "interpolated in log-log; the wider the range, the less the measurement says about where the "
+        "crossover is. *wins clearly from N=…* (*up to N=…*): it ties at every smaller (larger) N measured, so "
+        "where it starts (stops) winning is not resolved beyond that."))
     rows, marked = [], set()
     for i, r in enumerate(ws.to_dict("records")):
         cs = r["crossovers"]
-        text = "; ".join(
-            f"{c.direction} at N≈{c.batch_estimate:.3g} [{c.batch_below}: {fmt.ratio(c.speedup_below)} → "
-            f"{c.batch_above}: {fmt.ratio(c.speedup_above)}]" + (" *(extrapolated)*" if c.predicted else "")
-            + (" *(within noise)*" if c.within_noise else "")
-            for c in cs) or "—"
+        text = "; ".join(crossover_text(c) for c in cs) or "—"
         if any(c.predicted for c in cs):
             marked.add(i)
         rows.append([r["impl"], r["pass"], r["dtype"], _layer(r), _thr(r["threads"]), r["batches"], r["faster_at"],
@@ -293,8 +335,19 @@ def regenerate_blocks(run: Run) -> list[Block]:
                      "reports/README.md explains every column and figure."])]
 
 
-def summary_blocks(df: pd.DataFrame, baseline: str) -> list[Block]:
-    """Who wins where, first: the fastest measured implementation per layer and batch size."""
+def winner_text(r: Mapping[str, Any], baseline: str) -> str:
+    """One cell of "Who wins where": the clear winner with its speedup, or the tie."""
+    tied = list(r["tied"])
+    if len(tied) > 1:
+        return "tie: " + ", ".join(tied)
+    if r["impl"] == baseline or math.isnan(r["speedup"]):
+        return str(r["impl"])
+    return f"{r['impl']} {fmt.ratio_ci(r['speedup'], r['speedup_low'], r['speedup_high'])}"
+
+
+def summary_blocks(df: pd.DataFrame, baseline: str, band: float = DEFAULT_TARGET) -> list[Block]:
+    """Who wins where, first: the fastest measured implementation per layer and batch size, or
+    the tie when the intervals cannot tell the fastest apart."""
     threads = tables.main_threads(df)
     passes = [p for p in ("step", "forward", "backward") if p in set(df["pass"])]
     if threads is None or not passes:
@@ -302,17 +355,22 @@ def summary_blocks(df: pd.DataFrame, baseline: str) -> list[Block]:
     pass_ = passes[0]
     blocks: list[Block] = [Heading("Who wins where"), Para(
         f"The fastest **measured** implementation for each layer and batch size ({pass_} pass, "
-        f"{threads} thread(s)), with its speedup over {baseline}. Predicted (extrapolated) times "
-        "never win here; the sections below give every number.")]
+        f"{threads} thread(s)), with its speedup over {baseline} and that speedup's 95% interval. "
+        f"Rule: each implementation's time / {baseline}'s time is taken with its 95% interval ({baseline} itself "
+        f"is exactly 1); the lowest wins only if its interval, widened by {band:.0%} (the run's precision "
+        "target), stays clear below the interval of every other implementation. Otherwise the cell says "
+        f"*tie:* and lists every implementation it cannot be told apart from, fastest estimate first ({baseline} "
+        "among them when it ties); a time without an interval (fewer than 6 samples) counts by its estimate "
+        "alone, and its speedup shows *(—)*. Predicted (extrapolated) times never win here; the sections below "
+        "give every number.")]
     for dtype in [d for d in ("float32", "float64") if d in set(df["dtype"])]:
-        w = tables.winners(df, pass_, dtype, threads, baseline)
+        w = tables.winners(df, pass_, dtype, threads, baseline, band)
         if w.empty:
             continue
         batches = sorted(w["batch"].unique())
         rows = []
         for (k, m), g in w.groupby(["in_features", "out_features"], sort=False):
-            cells = {int(r["batch"]): (r["impl"] if r["impl"] == baseline or math.isnan(r["speedup"])
-                                       else f"{r['impl']} {fmt.ratio(r['speedup'])}") for _, r in g.iterrows()}
+            cells = {int(r["batch"]): winner_text(r, baseline) for r in g.to_dict("records")}
             rows.append([f"{k}→{m}", *[cells.get(int(b), "") for b in batches]])
         blocks.append(Table(["K→M", *[f"N={int(b)}" for b in batches]], rows, caption=f"{dtype}"))
     return blocks

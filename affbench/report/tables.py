@@ -8,10 +8,13 @@ carries a boolean ``extrapolated`` column so the document can mark it.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..intervals import DEFAULT_TARGET, Interval
+from . import speedup
 
 #: A case's shape and settings, without the implementation.
 SHAPE_COLUMNS = ["pass", "dtype", "batch", "in_features", "out_features", "threads"]
@@ -65,63 +68,106 @@ def select_threads(df: pd.DataFrame, threads: int | None) -> tuple[pd.DataFrame,
 
 
 def pass_table(df: pd.DataFrame, pass_: str, baseline: str | None = None) -> pd.DataFrame:
-    """Median time, IQR and GFLOP/s of every timed case of one pass."""
+    """Median time with its 95% interval (``ci_low_s``/``ci_high_s``, from the samples for
+    schema-1 rows), IQR and GFLOP/s of every timed case of one pass."""
     t = timed(df)
     t = t[t["pass"] == pass_]
-    cols = ["impl", "dtype", "threads", "batch", "in_features", "out_features", "median_s", "iqr_s", "cv",
-            "gflops", "noisy", "extrapolated", "n_samples", "error"]
+    ivs = [speedup.time_interval(r) for r in t.to_dict("records")]
+    t = t.assign(ci_low_s=[_end(iv.low) for iv in ivs], ci_high_s=[_end(iv.high) for iv in ivs])
+    cols = ["impl", "dtype", "threads", "batch", "in_features", "out_features", "median_s", "ci_low_s", "ci_high_s",
+            "iqr_s", "cv", "gflops", "noisy", "extrapolated", "n_samples", "error"]
     order = {n: i for i, n in enumerate(impl_order(t["impl"], baseline))}
     t = t.assign(_o=t["impl"].map(order))
     return t.sort_values(["dtype", "in_features", "out_features", "threads", "batch", "_o"])[cols].reset_index(drop=True)
 
 
-def speedups(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
+SPEEDUP_COLUMNS = ["impl", *SHAPE_COLUMNS, "speedup", "speedup_low", "speedup_high", "verdict", "tie", "source",
+                   "extrapolated", "median_s", "base_median_s"]
+
+
+def speedups(df: pd.DataFrame, baseline: str, band: float = DEFAULT_TARGET) -> pd.DataFrame:
     """Speedup of every implementation over ``baseline`` on the same case (same pass, dtype,
-    N, K, M and thread count): baseline median / impl median. ``extrapolated`` is True when
-    either side is a prediction. Empty when the baseline has no timed rows."""
+    N, K, M and thread count), with its 95% interval [speedup_low, speedup_high].
+
+    From the ratio the run recorded (paired samples) where there is one, else baseline median /
+    impl median (``speedup.speedup_interval``; ``source`` says which). ``verdict`` is
+    'above' / 'below' / 'tie' against the band ``band`` around 1; ``tie`` is True for a
+    *measured* case whose interval reaches into that band (predictions have no interval).
+    ``extrapolated`` is True when either side is a prediction. Empty when the baseline has no
+    timed rows."""
     t = timed(df)
-    base = t[t["impl"] == baseline][SHAPE_COLUMNS + ["median_s", "iqr_s", "extrapolated"]]
+    base = t[t["impl"] == baseline]
     if base.empty:
-        return pd.DataFrame(columns=["impl", *SHAPE_COLUMNS, "speedup", "extrapolated", "median_s", "base_median_s",
-                                     "rel_spread"])
-    m = t.merge(base, on=SHAPE_COLUMNS, suffixes=("", "_base"))
-    m = m[m["impl"] != baseline]
-    # relative spread of the ratio: half the IQR of each side, relative to its median, added
-    spread = (0.5 * m["iqr_s"] / m["median_s"]).fillna(0) + (0.5 * m["iqr_s_base"] / m["median_s_base"]).fillna(0)
-    out = pd.DataFrame({
-        "impl": m["impl"], **{c: m[c] for c in SHAPE_COLUMNS},
-        "speedup": m["median_s_base"] / m["median_s"],
-        "extrapolated": m["extrapolated"] | m["extrapolated_base"],
-        "median_s": m["median_s"], "base_median_s": m["median_s_base"],
-        "rel_spread": spread,
-    })
-    return out.reset_index(drop=True)
+        return pd.DataFrame(columns=SPEEDUP_COLUMNS)
+    base_by_case = {tuple(r[c] for c in SHAPE_COLUMNS): r for r in base.to_dict("records")}
+    rows = []
+    for r in t[t["impl"] != baseline].to_dict("records"):
+        b = base_by_case.get(tuple(r[c] for c in SHAPE_COLUMNS))
+        if b is None:
+            continue
+        predicted = bool(r["extrapolated"] or b["extrapolated"])
+        iv, source = speedup.speedup_interval(r, b, baseline)
+        if predicted:  # a predicted time has no interval: only its point estimate is shown
+            iv = Interval.unknown(float(b["median_s"]) / float(r["median_s"]) if r["median_s"] else math.nan)
+            source = "predicted"
+        v = speedup.verdict(iv, band, predicted)
+        rows.append({"impl": r["impl"], **{c: r[c] for c in SHAPE_COLUMNS}, "speedup": iv.value,
+                     "speedup_low": _end(iv.low), "speedup_high": _end(iv.high),
+                     "verdict": v, "tie": v == "tie" and not predicted, "source": source,
+                     "extrapolated": predicted, "median_s": r["median_s"], "base_median_s": b["median_s"]})
+    return pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
+
+
+def _end(x: float) -> float:
+    """An interval end for a frame: NaN where unknown (infinite, or 0 from inverting infinity)."""
+    return float(x) if math.isfinite(x) and x > 0 else math.nan
+
+
+def interval_of(r: Mapping[str, Any]) -> Interval:
+    """A row of ``speedups`` as an Interval (unknown ends are infinite)."""
+    lo, hi = r.get("speedup_low"), r.get("speedup_high")
+    ok = lambda x: x is not None and isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
+    return Interval(float(r["speedup"]), float(lo) if ok(lo) else -math.inf, float(hi) if ok(hi) else math.inf)
+
+
+class Cell(NamedTuple):
+    """One speedup cell of a table: the value, its interval, and how to mark it."""
+    speedup: float
+    low: float
+    high: float
+    extrapolated: bool
+    tie: bool
 
 
 def speedup_pivot(sp: pd.DataFrame, pass_: str, impls: Sequence[str]) -> pd.DataFrame:
-    """One row per (dtype, threads, K, M, N), one column per implementation, cells
-    (speedup, extrapolated)."""
+    """One row per (dtype, threads, K, M, N), one column per implementation, cells ``Cell``
+    (or None where the implementation has no matched case)."""
     s = sp[sp["pass"] == pass_]
     keys = ["dtype", "threads", "in_features", "out_features", "batch"]
     rows = []
     for key, g in s.groupby(keys, sort=True):
         row = dict(zip(keys, key))
         for impl in impls:
-            hit = g[g["impl"] == impl]
-            row[impl] = (float(hit["speedup"].iloc[0]), bool(hit["extrapolated"].iloc[0])) if len(hit) else None
+            hit = g[g["impl"] == impl].to_dict("records")
+            row[impl] = Cell(float(hit[0]["speedup"]), float(hit[0]["speedup_low"]), float(hit[0]["speedup_high"]),
+                             bool(hit[0]["extrapolated"]), bool(hit[0]["tie"])) if hit else None
         rows.append(row)
     return pd.DataFrame(rows, columns=keys + list(impls))
 
 
 def geomean_speedups(sp: pd.DataFrame) -> pd.DataFrame:
-    """Geometric mean speedup per (impl, pass, dtype) over measured cases, with the range."""
-    s = sp[~sp["extrapolated"] & (sp["speedup"] > 0)]
+    """Geometric mean speedup per (impl, pass, dtype) over measured cases, with its interval
+    (``speedup.geomean_interval``) and the range over cases."""
+    s = sp[~sp["extrapolated"].astype(bool) & (sp["speedup"] > 0)]
     rows = []
     for (impl, pass_, dtype), g in s.groupby(["impl", "pass", "dtype"], sort=False):
         v = g["speedup"].to_numpy(dtype=float)
-        rows.append({"impl": impl, "pass": pass_, "dtype": dtype, "geomean": float(np.exp(np.log(v).mean())),
+        gm = speedup.geomean_interval([interval_of(r) for r in g.to_dict("records")])
+        rows.append({"impl": impl, "pass": pass_, "dtype": dtype, "geomean": gm.value,
+                     "geomean_low": _end(gm.low), "geomean_high": _end(gm.high),
                      "min": float(v.min()), "max": float(v.max()), "cases": len(v)})
-    return pd.DataFrame(rows, columns=["impl", "pass", "dtype", "geomean", "min", "max", "cases"])
+    return pd.DataFrame(rows, columns=["impl", "pass", "dtype", "geomean", "geomean_low", "geomean_high", "min",
+                                       "max", "cases"])
 
 
 def compile_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
@@ -309,14 +355,26 @@ def _blas_text(b: Mapping[str, Any]) -> str:
     return " ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
 
 
-def winners(df: pd.DataFrame, pass_: str, dtype: str, threads: int, baseline: str) -> pd.DataFrame:
+def winners(df: pd.DataFrame, pass_: str, dtype: str, threads: int, baseline: str,
+            band: float = DEFAULT_TARGET) -> pd.DataFrame:
     """Fastest *measured* implementation per (layer, batch) of one pass, dtype and thread count,
-    with its speedup over the baseline (NaN where the baseline was not measured)."""
+    and every implementation tied with it (``speedup.rank``: ratios to the baseline compared
+    by their 95% intervals widened by ``band``; times when the baseline was not measured).
+
+    Columns: impl (the lowest estimate), tied (list: impl first; one name = a clear winner),
+    speedup, speedup_low, speedup_high (impl over the baseline; NaN without a baseline)."""
     t = df[(df["status"] == "ok") & (df["pass"] == pass_) & (df["dtype"] == dtype) & (df["threads"] == threads)]
     rows = []
     for (k, m, n), g in t.groupby(["in_features", "out_features", "batch"], sort=True):
-        best = g.loc[g["median_s"].idxmin()]
-        base = g[g["impl"] == baseline]["median_s"]
-        speedup = float(base.iloc[0] / best["median_s"]) if len(base) else math.nan
-        rows.append({"in_features": k, "out_features": m, "batch": n, "impl": best["impl"], "speedup": speedup})
-    return pd.DataFrame(rows, columns=["in_features", "out_features", "batch", "impl", "speedup"])
+        recs = g.to_dict("records")
+        base = next((r for r in recs if r["impl"] == baseline), None)
+        if base is not None:
+            entries = [(r["impl"], speedup.ratio_to_baseline(r, base, baseline)[0]) for r in recs]
+        else:
+            entries = [(r["impl"], speedup.time_interval(r)) for r in recs]
+        best, tied = speedup.rank(entries, band)
+        sp = dict(entries)[best].inverse() if base is not None else Interval(math.nan, math.nan, math.nan)
+        rows.append({"in_features": k, "out_features": m, "batch": n, "impl": best, "tied": tied,
+                     "speedup": sp.value, "speedup_low": _end(sp.low), "speedup_high": _end(sp.high)})
+    return pd.DataFrame(rows, columns=["in_features", "out_features", "batch", "impl", "tied", "speedup",
+                                       "speedup_low", "speedup_high"])
