@@ -34,6 +34,8 @@ class RunOptions:
     isolate_threads: bool = True
     report: bool = True
     progress: bool = True
+    #: rounds after the first in fresh worker processes (affbench/worker.py); False: all in this one
+    workers: bool = True
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 

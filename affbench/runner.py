@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import environment, load, registry, results, threads, warmup
+from . import environment, load, registry, results, threads, warmup, worker
 from .protocol import available_memory, format_bytes
 from .rundir import DEFAULT_ROOT, RunOptions, locked, point_latest, prepare
 from .sweep import Case, Sweep, expand
@@ -143,6 +143,10 @@ class CaseClock:
                 self.spent += time.perf_counter() - t0
 
 
+def _released() -> None:
+    raise RuntimeError("internal: a group's call was used between its rounds")
+
+
 def _finite(v: float) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
@@ -174,6 +178,7 @@ class Engine:
         # (impl, pass, dtype, threads) -> (FLOPs, size) of the smallest case that timed out
         self.timed_out: dict[tuple[str, str, str, int], tuple[int, str]] = {}
         self.noisy = 0
+        self.worker_failures = 0
         self.log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
 
     # -- phases ---------------------------------------------------------------------------
@@ -233,8 +238,29 @@ class Engine:
             elif state.rounds == 0 and timed.error is None and timed.samples:
                     median = float(np.median(timed.samples))
                     self.learn(case, "ok", case.flops / median / 1e9 if median > 0 else math.nan)
+        for _, timed, _ in state.cases:  # between rounds a group holds no arrays (a run has ~100 groups)
+            timed.call = _released
         state.rounds += 1
         settle([t for _, t, _ in state.cases], self.o.sweep.plan)
+
+    def visit_in_worker(self, states: list["GroupState"], on_group: Callable[[int], None]) -> None:
+        """One round of every state in a fresh worker process (affbench/worker.py). If the
+        worker dies, the round is taken here instead, with a warning."""
+        try:
+            worker.run_round(states, round_plan(self.o.sweep.plan), self.o.isolate_threads,
+                             self.o.sweep.case_timeout_s, self.run_dir / ".worker", on_group)
+        except worker.WorkerFailed as exc:
+            self.log(f"WARNING: {exc}; this round runs in the main process")
+            self.worker_failures += 1
+            for state in states:
+                self.visit(state)
+            return
+        for state in states:
+            state.rounds += 1
+            for case, timed, _ in state.cases:
+                if isinstance(timed.error, CaseTimeout):
+                    self.learn(case, "timeout")
+            settle([t for _, t, _ in state.cases], self.o.sweep.plan)
 
     def time_group(self, group: list[Case], write: Callable[[dict[str, Any]], None]) -> None:
         """Every round of one group, back to back (the run spreads them out instead)."""
@@ -245,7 +271,10 @@ class Engine:
             self.finish_group(state, write)
 
     def finish_group(self, state: "GroupState", write: Callable[[dict[str, Any]], None]) -> None:
+        first = state.first  # inputs again, for the peak-memory call of finish()
+        x, W, b, dout = make_inputs(first.batch, first.in_features, first.out_features, first.dtype, seed=3)
         for case, timed, clock in state.cases:
+            timed.call = pass_call(self.impls[case.impl], case.pass_, x, W, b, dout)
             write(self.finish(case, timed, clock))
 
     def finish(self, case: Case, timed: Timed, clock: CaseClock) -> dict[str, Any]:
@@ -388,7 +417,9 @@ def session_env(run_dir: Path, options: RunOptions, log: Callable[[str], None]) 
         env["clock_resolution_s"] = clock_resolution()
         env.update(run_id=run_dir.name, preset=options.preset, schema_version=results.SCHEMA_VERSION,
                    started_at=session["started_at"], noise_cv_threshold=NOISE_CV_THRESHOLD,
-                   isolate_threads=options.isolate_threads, sweep=options.sweep.to_dict(), sessions=[])
+                   isolate_threads=options.isolate_threads, sweep=options.sweep.to_dict(), sessions=[],
+                   rounds_in=("the main process for round 1, then one fresh worker process per round"
+                              if options.workers else "the main process"))
     else:
         env.setdefault("sessions", [{"started_at": env.get("started_at"), "command": env.get("command"),
                                      "git_commit": env.get("git_commit")}])
@@ -491,12 +522,17 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
             number = 1
             while pending:
                 number += 1
+                extra = sum(1 for state in pending if state.rounds >= rounds)
+                bar.total += extra  # past min_rounds: precision asked for another round
+                if options.workers:
+                    engine.visit_in_worker(pending, lambda i: step(f"round {number} (worker): "
+                                                                    f"{_label(pending[i].first)}"))
+                else:
+                    for state in pending:
+                        engine.visit(state)
+                        step(f"round {number}: {_label(state.first)}")
                 later: list[GroupState] = []
                 for state in pending:
-                    if state.rounds >= rounds:  # past min_rounds: precision asked for another round
-                        bar.total += 1
-                    engine.visit(state)
-                    step(f"round {number}: {_label(state.first)}")
                     if state.settled:
                         engine.finish_group(state, write)
                     else:
@@ -522,7 +558,7 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
             "background_cores_run": load.run_background_cores(start_load, end_load),
             "warnings": earlier + [w for w in warnings if w not in earlier]})
         env["sessions"][-1].update(finished_at=env["finished_at"], cases=sum(engine.counts.values()),
-                                   load_warnings=warnings)
+                                   load_warnings=warnings, worker_failures=engine.worker_failures)
         results.write_env(run_dir, env)
         for w in warnings:
             log(f"WARNING: {w}")

@@ -50,6 +50,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="DIR", help="complete an interrupted run without redoing finished cases")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-workers", action="store_true",
+                   help="take every round in this process instead of a fresh worker process per round "
+                        "after the first (see docs/measurement.md for what that costs in reproducibility)")
     p.add_argument("--no-isolate-threads", action="store_true",
                    help="leave the idle pool (BLAS or Numba) at the case's thread count instead of 1")
 
@@ -178,6 +181,7 @@ def execute(args: argparse.Namespace) -> int:
         sweep=sweep, preset=name, out=Path(args.out) if args.out else None,
         resume=Path(args.resume) if args.resume else None, isolate_threads=not args.no_isolate_threads,
         report=not args.no_report, progress=not args.no_progress and sys.stderr.isatty(),
+        workers=not args.no_workers,
         command=["python", "-m", "affbench", *sys.argv[1:]],
     )
     _, status = runner.run(options)

@@ -1,0 +1,84 @@
+"""Rounds in worker processes (affbench/worker.py): a round taken in a fresh process lands in
+the parent's cases exactly as an in-process round would, timeouts carry across, and a dead
+worker costs a warning, not the run."""
+
+from __future__ import annotations
+
+from affbench import registry, runner, worker
+from affbench.results import read_rows
+from affbench.rundir import RunOptions
+from affbench.sweep import Case, Sweep
+from affbench.timing import Plan
+
+
+def _engine(tmp_path, impls=("numpy", "numba-serial"), **plan):
+    plan = Plan(**({"min_samples": 6, "max_samples": 12, "budget_s": 0.01, "min_rounds": 3, "max_rounds": 3} | plan))
+    sweep = Sweep(plan=plan, case_timeout_s=30.0)
+    return runner.Engine(RunOptions(sweep=sweep, report=False, progress=False), tmp_path, [],
+                         {n: registry.get(n) for n in impls})
+
+
+def _group():
+    return [Case("numpy", "forward", "float64", 4, 16, 8, 1), Case("numba-serial", "forward", "float64", 4, 16, 8, 1)]
+
+
+def test_a_worker_round_extends_each_case_like_an_in_process_round(tmp_path):
+    engine = _engine(tmp_path)
+    state = engine.prepare_group(_group(), lambda row: None)
+    engine.visit(state)  # round 1 here: calibration, repeats
+    repeats = [t.repeats for _, t, _ in state.cases]
+    spent = [c.spent for _, _, c in state.cases]
+    engine.visit_in_worker([state], lambda i: None)
+    engine.visit_in_worker([state], lambda i: None)
+    assert state.rounds == 3 and state.settled
+    for (_, timed, clock), r, s in zip(state.cases, repeats, spent):
+        assert timed.error is None and timed.repeats == r
+        assert len(timed.rounds) == 3 and all(len(x) >= 2 for x in timed.rounds)
+        assert timed.samples == [x for rnd in timed.rounds for x in rnd]
+        assert clock.spent > s  # the worker's time counts against the case's timeout
+    serial = state.cases[1][1]
+    assert serial.baseline is state.cases[0][1]
+    assert [len(x) for x in serial.rounds] == [len(x) for x in state.cases[0][1].rounds]  # pairs aligned
+    assert not (tmp_path / ".worker").exists()  # scratch files removed
+
+
+def test_a_timeout_in_a_worker_comes_back_as_a_timeout(tmp_path):
+    engine = _engine(tmp_path)
+    state = engine.prepare_group(_group(), lambda row: None)
+    engine.visit(state)
+    state.cases[1][2].spent = 30.0  # nothing left of numba-serial's --case-timeout
+    engine.visit_in_worker([state], lambda i: None)
+    assert isinstance(state.cases[1][1].error, runner.CaseTimeout)
+    assert state.cases[0][1].error is None
+    rows = []
+    engine.finish_group(state, rows.append)
+    assert [r["status"] for r in rows] == ["ok", "timeout"]
+
+
+def test_a_dead_worker_falls_back_to_this_process(tmp_path, monkeypatch):
+    def die(*args, **kwargs):
+        raise worker.WorkerFailed("worker process exited with status -9")
+
+    monkeypatch.setattr(worker, "run_round", die)
+    engine = _engine(tmp_path)
+    logged = []
+    engine.log = logged.append
+    state = engine.prepare_group(_group(), lambda row: None)
+    engine.visit(state)
+    engine.visit_in_worker([state], lambda i: None)
+    assert state.rounds == 2 and engine.worker_failures == 1
+    assert any("status -9" in line and "main process" in line for line in logged)
+
+
+def test_run_records_where_rounds_ran(tmp_path):
+    from affbench.results import read_env
+
+    for workers in (True, False):
+        out = tmp_path / f"run-{workers}"
+        sweep = Sweep(impls=("numpy",), passes=("forward",), dtypes=("float64",), batches=(2,), layers=((8, 4),),
+                      threads=(1,), plan=Plan(min_samples=6, max_samples=9, budget_s=0.001, min_rounds=3, max_rounds=3))
+        _, status = runner.run(RunOptions(sweep=sweep, out=out, report=False, progress=False, workers=workers))
+        assert status == 0
+        (row,) = read_rows(out).rows
+        assert row["status"] == "ok" and row["rounds"] == 3
+        assert ("worker" in read_env(out)["rounds_in"]) is workers
