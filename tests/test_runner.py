@@ -35,7 +35,8 @@ TINY = ["--impl", "numpy,numba-serial", "--pass", "forward", "--dtype", "float64
         "--layer", "8:4", "--threads", "1", "--no-report", "--no-progress", "--budget", "0.01"]
 #: 32 cases of a few milliseconds each: long enough (a few seconds) to be interrupted mid-run
 LONG = ["--impl", "naive,numpy", "--pass", "forward", "--dtype", "float64", "--batch", "1,2,3,4,5,6,7,8",
-        "--layer", "8:4,16:8", "--threads", "1", "--no-report", "--no-progress", "--budget", "0.05"]
+        "--layer", "8:4,16:8", "--threads", "1", "--no-report", "--no-progress", "--budget", "0.05",
+        "--rounds", "1"]  # one round: rows arrive group by group (test_worker.py interrupts a worker round)
 
 
 def affbench_cmd(*args: str) -> list[str]:

@@ -82,3 +82,35 @@ def test_run_records_where_rounds_ran(tmp_path):
         (row,) = read_rows(out).rows
         assert row["status"] == "ok" and row["rounds"] == 3
         assert ("worker" in read_env(out)["rounds_in"]) is workers
+
+
+def test_sigterm_during_a_worker_round_keeps_rows_and_leaves_no_worker(tmp_path, monkeypatch, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from affbench import cli
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "affbench", "run", "--impl", "numpy,numba-serial", "--pass", "forward",
+           "--dtype", "float64", "--batch", "1,2,3,4,5,6", "--layer", "8:4,16:8", "--threads", "1",
+           "--rounds", "3", "--budget", "0.3", "--out", str(out), "--no-report", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    job = out / ".worker" / "job.json"
+    deadline = time.monotonic() + 120
+    while not job.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert job.exists(), "no worker round started"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert rc == 128 + signal.SIGTERM and "interrupted by SIGTERM" in err and "Traceback" not in err, err
+    leftover = subprocess.run(["pgrep", "-f", f"affbench.worker {job}"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""  # the worker went with its parent
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--resume", str(out), "--no-report", "--no-progress"]) == 0
+    rows = read_rows(out).rows
+    assert len(rows) == 24 and len({r["case_id"] for r in rows}) == 24
+    assert all(r["status"] == "ok" and r["rounds"] == 3 for r in rows)
