@@ -41,9 +41,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .intervals import DEFAULT_TARGET, Interval, direction, median_interval, ratio_of_intervals
+from .intervals import DEFAULT_TARGET, Interval, direction, ratio_of_intervals
 from .registry import BASELINE
-from .results import KEY_COLUMNS
+from .results import KEY_COLUMNS, recorded_ratio, time_interval
 
 #: Changes whose interval reaches within this of 1 are "same" (see the module docstring).
 DEFAULT_MIN_CHANGE = DEFAULT_TARGET
@@ -54,27 +54,6 @@ VOLATILE_ENV_KEYS = ("run_id", "started_at", "finished_at", "load.", "compile_s.
 def geometric_mean(values: Iterable[float]) -> float:
     v = np.asarray([x for x in values if x > 0 and math.isfinite(x)], dtype=float)
     return float(np.exp(np.log(v).mean())) if v.size else math.nan
-
-
-def time_interval(row: Mapping[str, Any]) -> Interval:
-    """The median time with its recorded interval; rows of schema 1 (no interval recorded)
-    get the distribution-free interval of their samples."""
-    lo, hi = row.get("ci_low_s"), row.get("ci_high_s")
-    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
-        return Interval(row["median_s"], lo, hi)
-    if row.get("samples_s"):
-        return median_interval(row["samples_s"])
-    return Interval.unknown(row.get("median_s", math.nan))
-
-
-def baseline_ratio_interval(row: Mapping[str, Any]) -> Interval | None:
-    """time / baseline time with its interval, when the run recorded one."""
-    r, lo, hi = row.get("ratio"), row.get("ratio_low"), row.get("ratio_high")
-    if r is None or not math.isfinite(r):
-        return None
-    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-        return Interval.unknown(r)
-    return Interval(r, lo, hi)
 
 
 # --------------------------------------------------------------------------- matching
@@ -154,7 +133,7 @@ def compare_case(key: tuple, ra: Mapping[str, Any], rb: Mapping[str, Any],
     """One matched case: the change of its ratio to the baseline where both runs recorded one,
     else the change of its median time (see the module docstring)."""
     time_change = ratio_of_intervals(time_interval(ra), time_interval(rb))
-    qa, qb = baseline_ratio_interval(ra), baseline_ratio_interval(rb)
+    qa, qb = recorded_ratio(ra), recorded_ratio(rb)
     if qa is not None and qb is not None:
         return CaseComparison(key, ra, rb, ratio_of_intervals(qa, qb), "vs baseline", time_change, min_change)
     return CaseComparison(key, ra, rb, time_change, "time", time_change, min_change)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .intervals import Interval, median_interval
+
 SCHEMA_VERSION = 2
 #: Older layouts this version still reads; columns they lack are read as empty.
 READABLE_VERSIONS = {1: ("rounds", "ci_low_s", "ci_high_s", "ci_rel", "ratio", "ratio_low", "ratio_high",
@@ -197,6 +199,37 @@ def _typed(raw: Mapping[str, str]) -> dict[str, Any]:
     if row["status"] not in STATUSES:
         raise ValueError(f"unknown status {row['status']!r}")
     return row
+
+
+# --------------------------------------------------------------------------- intervals of a row
+def _finite(v: Any) -> bool:  # a real number, not NaN/inf/None/bool
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def time_interval(row: Mapping[str, Any]) -> Interval:
+    """The median time with its recorded interval, else the distribution-free interval of the
+    samples (schema 1), else an unknown interval (a prediction has none)."""
+    med = row.get("median_s")
+    med = float(med) if _finite(med) else math.nan
+    lo, hi = row.get("ci_low_s"), row.get("ci_high_s")
+    if _finite(lo) and _finite(hi):
+        return Interval(med, float(lo), float(hi))
+    samples = row.get("samples_s")
+    if isinstance(samples, (list, tuple)) and len(samples) and row.get("status", "ok") == "ok":
+        iv = median_interval(samples)
+        return Interval(med, iv.low, iv.high) if _finite(med) else iv
+    return Interval.unknown(med)
+
+
+def recorded_ratio(row: Mapping[str, Any]) -> Interval | None:
+    """time / numpy time as the run recorded it (paired samples), or None when it did not."""
+    r = row.get("ratio")
+    if not _finite(r) or r <= 0:
+        return None
+    lo, hi = row.get("ratio_low"), row.get("ratio_high")
+    if _finite(lo) and _finite(hi):
+        return Interval(float(r), float(lo), float(hi))
+    return Interval.unknown(float(r))
 
 
 def write_env(directory: str | Path, env: Mapping[str, Any]) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from ..intervals import DEFAULT_TARGET, Interval, is_tie, median_interval, ratio_of_intervals
+from ..intervals import DEFAULT_TARGET, Interval, is_tie, ratio_of_intervals
 from ..registry import BASELINE
+from ..results import _finite, recorded_ratio, time_interval
 
 #: The implementation every schema-2 ``ratio`` is measured against.
 RATIO_BASELINE = BASELINE
@@ -30,36 +31,6 @@ def tie_band(env: Mapping[str, Any]) -> float:
     if isinstance(target, (int, float)) and not isinstance(target, bool) and target > 0:
         return float(target)
     return DEFAULT_TARGET
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def time_interval(row: Mapping[str, Any]) -> Interval:
-    """The median time with its recorded interval, else the distribution-free interval of the
-    samples (schema 1), else an unknown interval (a prediction has none)."""
-    med = row.get("median_s")
-    med = float(med) if _finite(med) else math.nan
-    lo, hi = row.get("ci_low_s"), row.get("ci_high_s")
-    if _finite(lo) and _finite(hi):
-        return Interval(med, float(lo), float(hi))
-    samples = row.get("samples_s")
-    if isinstance(samples, (list, tuple)) and len(samples) and row.get("status", "ok") == "ok":
-        iv = median_interval(samples)
-        return Interval(med, iv.low, iv.high) if _finite(med) else iv
-    return Interval.unknown(med)
-
-
-def recorded_ratio(row: Mapping[str, Any]) -> Interval | None:
-    """time / numpy time as the run recorded it (paired samples), or None when it did not."""
-    r = row.get("ratio")
-    if not _finite(r) or r <= 0:
-        return None
-    lo, hi = row.get("ratio_low"), row.get("ratio_high")
-    if _finite(lo) and _finite(hi):
-        return Interval(float(r), float(lo), float(hi))
-    return Interval.unknown(float(r))
 
 
 def ratio_to_baseline(row: Mapping[str, Any], base: Mapping[str, Any], baseline: str) -> tuple[Interval, str]:

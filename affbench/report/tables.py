@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..intervals import DEFAULT_TARGET, Interval
+from ..results import time_interval
 from . import speedup
 
 #: A case's shape and settings, without the implementation.
@@ -72,7 +73,7 @@ def pass_table(df: pd.DataFrame, pass_: str, baseline: str | None = None) -> pd.
     schema-1 rows), IQR and GFLOP/s of every timed case of one pass."""
     t = timed(df)
     t = t[t["pass"] == pass_]
-    ivs = [speedup.time_interval(r) for r in t.to_dict("records")]
+    ivs = [time_interval(r) for r in t.to_dict("records")]
     t = t.assign(ci_low_s=[_end(iv.low) for iv in ivs], ci_high_s=[_end(iv.high) for iv in ivs])
     cols = ["impl", "dtype", "threads", "batch", "in_features", "out_features", "median_s", "ci_low_s", "ci_high_s",
             "iqr_s", "cv", "gflops", "noisy", "extrapolated", "n_samples", "error"]
@@ -371,7 +372,7 @@ def winners(df: pd.DataFrame, pass_: str, dtype: str, threads: int, baseline: st
         if base is not None:
             entries = [(r["impl"], speedup.ratio_to_baseline(r, base, baseline)[0]) for r in recs]
         else:
-            entries = [(r["impl"], speedup.time_interval(r)) for r in recs]
+            entries = [(r["impl"], time_interval(r)) for r in recs]
         best, tied = speedup.rank(entries, band)
         sp = dict(entries)[best].inverse() if base is not None else Interval(math.nan, math.nan, math.nan)
         rows.append({"in_features": k, "out_features": m, "batch": n, "impl": best, "tied": tied,
