@@ -71,12 +71,6 @@ def percent(v: Any) -> str:
     return f"{v * 100:+.1f}%"
 
 
-def pvalue(p: Any) -> str:
-    if p is None or not isinstance(p, (int, float)) or math.isnan(p):
-        return "—"
-    return "<1e-4" if p < 1e-4 else f"{p:.3g}"
-
-
 def layer(k: int, m: int) -> str:
     return f"{k}→{m}"
 
