@@ -102,7 +102,7 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         layers=BOOK_LAYERS + MNIST_MLP + ((256, 256), (1024, 1024)) + TRANSFORMER_MLP[:1],
         # rounds a whole pass apart; 5 rounds is the fewest whose t-interval over the round
         # medians (t = 2.78) can reach the target when rounds agree within ~1.5%
-        plan=Plan(min_samples=10, max_samples=80, budget_s=0.2, min_rounds=5, max_rounds=8),
+        plan=Plan(min_samples=10, max_samples=70, budget_s=0.16, min_rounds=5, max_rounds=7),
         max_case_s=1.5,
         case_timeout_s=20.0,  # a safety net under the extrapolation, never reached when it predicts well
     )),
