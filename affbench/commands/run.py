@@ -2,10 +2,14 @@
 
 Every axis can be narrowed or widened from the command line or a TOML file (--config, same
 keys as the options: impl, pass, dtype, batch, layer = ["784:50", ...], threads, preset,
-budget, min_samples, max_samples, max_case_s, case_timeout). Command-line options override
-the file, the file overrides the preset.
+budget, target, rounds, min_samples, max_samples, max_case_s, case_timeout). Command-line
+options override the file, the file overrides the preset.
 
-Writes results.csv (a row per case, appended as cases finish), env.json, verify.csv, run.json
+Each case is sampled in rounds spread over the run (round 1 here, later rounds in fresh worker
+processes) until the 95% intervals of its median and of its ratio to numpy are within --target,
+or its budget runs out; the intervals and the precision reached are stored with every row.
+
+Writes results.csv (a row per case, appended as its group finishes), env.json, verify.csv, run.json
 and the report; reports/latest points at the newest run. Ctrl-C or a kill keeps every
 finished case: --resume DIR completes the run without redoing them.
 """
