@@ -56,30 +56,42 @@ def job_for(states: Sequence[Any], plan: Any, isolate_threads: bool, case_timeou
     return {"plan": asdict(plan), "isolate_threads": isolate_threads, "groups": groups}
 
 
-def merge(states: Sequence[Any], result: dict[str, Any]) -> None:
-    """Append a worker's round to the cases it sampled (as sample_round_robin would have)."""
+def append_round(timed: Any, entry: dict[str, Any]) -> None:
+    """Append one case's samples from a worker's round (as sample_round_robin would have)."""
     from .runner import CaseTimeout
 
+    if entry["samples"]:
+        timed.rounds.append(list(entry["samples"]))
+        timed.samples = (timed.samples or []) + list(entry["samples"])
+    if entry["error"] is not None:
+        kind, message = entry["error"]
+        timed.error = CaseTimeout() if kind == "CaseTimeout" else RuntimeError(f"{kind}: {message}")
+
+
+def merge(states: Sequence[Any], result: dict[str, Any]) -> None:
+    """Append a worker's round to the cases it sampled, and their time to their clocks."""
     for state, group in zip(states, result["groups"]):
         for entry in group["cases"]:
             _case, timed, clock = state.cases[entry["index"]]
             clock.spent += entry["spent_s"]
-            if entry["samples"]:
-                timed.rounds.append(list(entry["samples"]))
-                timed.samples = (timed.samples or []) + list(entry["samples"])
-            if entry["error"] is not None:
-                kind, message = entry["error"]
-                timed.error = CaseTimeout() if kind == "CaseTimeout" else RuntimeError(f"{kind}: {message}")
+            append_round(timed, entry)
 
 
 def run_round(states: Sequence[Any], plan: Any, isolate_threads: bool, case_timeout_s: float | None,
               scratch: Path, on_group: Callable[[int], None] = lambda i: None) -> None:
     """One round of ``states`` in a fresh process; merges its samples into the states.
     Raises WorkerFailed (with the worker's last words) if it dies."""
+    merge(states, run_job(job_for(states, plan, isolate_threads, case_timeout_s), scratch, on_group))
+
+
+def run_job(job: dict[str, Any], scratch: Path, on_group: Callable[[int], None] = lambda i: None) -> dict[str, Any]:
+    """Run ``job`` (see job_for: a plan and groups of cases) in a fresh process and return its
+    result: per group, per case, the round's samples, error and time spent. Raises
+    WorkerFailed (with the worker's last words) if it dies."""
     scratch.mkdir(parents=True, exist_ok=True)
     job_path, result_path = scratch / "job.json", scratch / "result.json"
     result_path.unlink(missing_ok=True)
-    job_path.write_text(json.dumps(job_for(states, plan, isolate_threads, case_timeout_s)))
+    job_path.write_text(json.dumps(job))
     proc = subprocess.Popen([sys.executable, "-m", "affbench.worker", str(job_path), str(result_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     tail: list[str] = []
@@ -97,13 +109,14 @@ def run_round(states: Sequence[Any], plan: Any, isolate_threads: bool, case_time
         raise
     if proc.returncode != 0 or not result_path.exists():
         raise WorkerFailed(f"worker process exited with status {proc.returncode}: " + " | ".join(tail[-5:]))
-    merge(states, json.loads(result_path.read_text()))
+    result = json.loads(result_path.read_text())
     for path in (job_path, result_path):
         path.unlink(missing_ok=True)
     try:
-        scratch.rmdir()  # the run directory keeps only its documented files
+        scratch.rmdir()  # a run directory keeps only its documented files
     except OSError:
         pass
+    return result
 
 
 # --------------------------------------------------------------------------- the worker
@@ -132,7 +145,7 @@ def _sample_group(group: dict[str, Any], plan: Any, isolate: bool) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m affbench.worker JOB RESULT (run by `affbench run`, not by hand)", file=sys.stderr)
+        print("usage: python -m affbench.worker JOB RESULT (run by `affbench run` and `affbench kernels`, not by hand)", file=sys.stderr)
         return 2
     import affbench  # noqa: F401  (first: thread-pool and allocator settings before NumPy loads)
     from .timing import Plan

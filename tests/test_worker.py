@@ -114,3 +114,53 @@ def test_sigterm_during_a_worker_round_keeps_rows_and_leaves_no_worker(tmp_path,
     rows = read_rows(out).rows
     assert len(rows) == 24 and len({r["case_id"] for r in rows}) == 24
     assert all(r["status"] == "ok" and r["rounds"] == 3 for r in rows)
+
+
+def _kernels_target():
+    from affbench.targets import Target
+
+    return Target("tiny", 4, 16, 8, "float64", "ratio", 1.0, threads=1)
+
+
+def _kernels_plan() -> Plan:  # target 0: never precise, so every case takes all three rounds
+    return Plan(min_sample_s=1e-4, min_samples=6, max_samples=30, budget_s=float("inf"), target=0.0,
+                min_rounds=3, max_rounds=3)
+
+
+def test_kernels_takes_rounds_after_the_first_in_worker_processes(monkeypatch):
+    from affbench.commands import kernels
+
+    jobs, real = [], worker.run_job
+
+    def spy(job, scratch, on_group=lambda i: None):
+        jobs.append(job)
+        return real(job, scratch, on_group)
+
+    monkeypatch.setattr(worker, "run_job", spy)
+    m = kernels.prepare(_kernels_target(), parts=True)
+    assert kernels.take_rounds([m], _kernels_plan()) == 0
+    assert len(jobs) == 2  # rounds 2 and 3; round 1 (calibration) ran here
+    for job in jobs:
+        assert [g["pass"] for g in job["groups"]] == list(kernels.PASSES)
+        for g in job["groups"]:
+            assert [c["impl"] for c in g["cases"]] == ["numba-tiled", "numpy"]
+            assert (g["batch"], g["in_features"], g["out_features"]) == (4, 16, 8)
+    for (p, i), timed in m.cases.items():
+        assert timed.error is None and len(timed.rounds) == 3
+        sent = [c["repeats"] for job in jobs for g in job["groups"] if g["pass"] == p for c in g["cases"][i:i + 1]]
+        assert sent == [timed.repeats, timed.repeats]  # calibrated once, here
+    out, parts = kernels.outcome(m)
+    assert out.interval is not None and len(parts) == 2
+
+
+def test_kernels_retakes_a_failed_worker_round_in_process(monkeypatch, capsys):
+    from affbench.commands import kernels
+
+    def dead(job, scratch, on_group=lambda i: None):
+        raise worker.WorkerFailed("worker process exited with status -9: ")
+
+    monkeypatch.setattr(worker, "run_job", dead)
+    m = kernels.prepare(_kernels_target())
+    assert kernels.take_rounds([m], _kernels_plan()) == 2
+    assert all(len(t.rounds) == 3 and t.error is None for t in m.timed)
+    assert "this round runs in this process" in capsys.readouterr().err

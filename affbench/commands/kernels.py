@@ -1,9 +1,10 @@
 """Measure the numba-tiled targets side by side with NumPy (issue 6).
 
 Compiles numba-tiled first (timed apart, never inside a sample), then for each target
-samples the two kernels round-robin in this process (numba-tiled, numpy, numba-tiled, ...),
-in rounds with fresh inputs, until the ratio's 95% interval is within 2% or the rounds run
-out (affbench.timing.sample_rounds), and judges the median of the paired ratios with its
+samples the two kernels round-robin (numba-tiled, numpy, numba-tiled, ...) in rounds with
+fresh inputs: round 1 in this process, every later round in one fresh worker process for all
+targets still unsettled (as `run` does; --no-workers keeps them here), until the ratio's 95%
+interval is within 2% or the rounds run out (affbench.timing.should_stop), and judges the median of the paired ratios with its
 interval: PASS or MISS when the whole interval lies on one side of the limit, NEAR when it
 straddles it. Each kernel runs with its own
 thread pool at the target's thread count and the other pool held at 1
@@ -23,14 +24,20 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
-from .. import load, registry, warmup
+from .. import load, registry, warmup, worker
 from ..errors import UsageError
 from ..reference import flops
+from ..runner import pass_call
 from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, rate_text, select
 from ..threads import backend_of, max_threads, threads_for
 from ..intervals import DEFAULT_TARGET, Interval
-from ..timing import NOISE_CV_THRESHOLD, Plan, Stats, Timed, precision, sample_rounds, summarize
+from ..timing import (NOISE_CV_THRESHOLD, Plan, Stats, Timed, active, precision, round_plan, sample_round_robin,
+                      settle, summarize)
 from ..verify import make_inputs
 
 
@@ -41,6 +48,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, metavar="N",
                    help="samples per kernel per round (default 5, --quick 3); rounds: 5 to 8 (--quick 3 to 4), "
                         "stopping once the ratio's 95%% interval is within 2%%")
+    p.add_argument("--no-workers", action="store_true",
+                   help="take every round in this process (rounds 2 and later run in fresh worker processes "
+                        "by default, as in `run`: a process's lasting state then lands inside the interval)")
     p.add_argument("--parts", action="store_true",
                    help="also time forward() and backward() apart (same round-robin) and print them "
                         "per target")
@@ -61,49 +71,138 @@ def _compile(impl) -> float:
 PASSES = ("step", "forward", "backward")
 
 
-def _timed(impl, threads: int, x, W, b, d, pass_: str = "step") -> Timed:
-    def step():
-        impl.forward(x, W, b)
-        impl.backward(x, W, d)
-
-    call = {"step": step, "forward": lambda: impl.forward(x, W, b), "backward": lambda: impl.backward(x, W, d)}
-    return Timed(call=call[pass_], context=lambda: threads_for(backend_of(impl), threads))
+def _context(impl: Any, threads: int):
+    """The kernel's own pool at ``threads``, the other pool held at 1."""
+    return lambda: threads_for(backend_of(impl), threads)
 
 
-def measure(target: Target, plan: Plan, parts: bool = False) -> tuple[Outcome, list[str]]:
-    """The target's outcome, and (with ``parts``) one line per pass: both kernels' forward()
-    and backward() medians, sampled in the same round-robin as the steps."""
+@dataclass
+class Measurement:
+    """One target's cases: per pass, the numerator (index 0) and the denominator (index 1)."""
+
+    target: Target
+    pair: list[tuple[Any, int]]
+    passes: tuple[str, ...]
+    cases: dict[tuple[str, int], Timed] = field(default_factory=dict)
+
+    @property
+    def timed(self) -> list[Timed]:
+        return list(self.cases.values())
+
+    def fresh_inputs(self) -> None:
+        """New inputs at a new address for an in-process round, as run does."""
+        t = self.target
+        x, W, b, d = make_inputs(t.N, t.K, t.M, t.dtype)
+        for (p, i), c in self.cases.items():
+            c.call = pass_call(self.pair[i][0], p, x, W, b, d)
+
+    def release_inputs(self) -> None:
+        for c in self.cases.values():
+            c.call = _released
+
+
+def _released() -> None:
+    raise RuntimeError("internal: a target's inputs were released after its in-process round")
+
+
+def prepare(target: Target, parts: bool = False) -> Measurement:
     subject = registry.get(SUBJECT)
     if target.kind == "ratio":
         pair = [(subject, target.threads), (registry.get(BASELINE), target.threads)]
     else:
         pair = [(subject, 1), (subject, target.threads)]
-    passes = PASSES if parts else PASSES[:1]
-    keys = [(p, i) for p in passes for i in range(len(pair))]
-    cases: dict[tuple[str, int], Timed] = {}
+    m = Measurement(target, pair, PASSES if parts else PASSES[:1])
+    for p in m.passes:
+        for i, (impl, n) in enumerate(pair):
+            m.cases[(p, i)] = Timed(call=_released, context=_context(impl, n))
+        m.cases[(p, 0)].baseline = m.cases[(p, 1)]  # the ratio: numerator over denominator, paired
+    return m
 
-    def fresh_inputs(_round: int = 0) -> None:  # a new address each round, as run does
-        x, W, b, d = make_inputs(target.N, target.K, target.M, target.dtype)
-        for p, i in keys:
-            impl, n = pair[i]
-            new = _timed(impl, n, x, W, b, d, p)
-            if (p, i) in cases:
-                cases[(p, i)].call = new.call
-            else:
-                cases[(p, i)] = new
 
-    fresh_inputs()
-    for p in passes:
-        cases[(p, 0)].baseline = cases[(p, 1)]  # the ratio: numerator over denominator, paired
-    sample_rounds(list(cases.values()), plan, between=fresh_inputs)
-    for c in cases.values():
+def _in_process_round(m: Measurement, per_round: Plan) -> None:
+    m.fresh_inputs()
+    sample_round_robin(active(m.timed), per_round)
+    m.release_inputs()
+
+
+def _job(todo: list[Measurement], per_round: Plan) -> tuple[dict[str, Any], list[list[Timed]]]:
+    """A worker job (affbench/worker.py) for one round of ``todo``: one group per target and
+    pass; and, per group, the Timed each result entry belongs to."""
+    groups, owners = [], []
+    for m in todo:
+        live = {id(c) for c in active(m.timed)}
+        t = m.target
+        for p in m.passes:
+            cases, timed = [], []
+            for i, (impl, n) in enumerate(m.pair):
+                c = m.cases[(p, i)]
+                if id(c) in live:
+                    cases.append({"index": len(timed), "impl": impl.name, "threads": n, "repeats": c.repeats,
+                                  "prime": c.prime, "timeout_s": None})
+                    timed.append(c)
+            if cases:
+                groups.append({"pass": p, "dtype": t.dtype, "batch": t.N, "in_features": t.K,
+                               "out_features": t.M, "cases": cases})
+                owners.append(timed)
+    return {"plan": asdict(per_round), "isolate_threads": True, "groups": groups}, owners
+
+
+def take_rounds(measurements: list[Measurement], plan: Plan, workers: bool = True) -> int:
+    """Every target's rounds until each settles (affbench.timing.should_stop). Round 1 runs
+    here (it calibrates the repeat counts); later rounds, one fresh worker process per round
+    for all unsettled targets, so that a process's lasting state lands inside the interval
+    (docs/measurement.md). Returns the number of worker failures (each round retaken here)."""
+    per_round = round_plan(plan)
+    failures = 0
+    number = 1
+    print(f"round 1 of {plan.min_rounds}-{plan.max_rounds}: {len(measurements)} target(s) in this process",
+          file=sys.stderr, flush=True)
+    for m in measurements:
+        _in_process_round(m, per_round)
+        settle(m.timed, plan)
+    while todo := [m for m in measurements if active(m.timed)]:
+        number += 1
+        where = "a worker process" if workers else "this process"
+        print(f"round {number}: {len(todo)} target(s) in {where}", file=sys.stderr, flush=True)
+        done = False
+        if workers:
+            job, owners = _job(todo, per_round)
+            try:
+                with tempfile.TemporaryDirectory(prefix="affbench-kernels-") as scratch:
+                    result = worker.run_job(job, Path(scratch) / "worker")
+                for timed, group in zip(owners, result["groups"]):
+                    for entry in group["cases"]:
+                        worker.append_round(timed[entry["index"]], entry)
+                done = True
+            except worker.WorkerFailed as exc:
+                failures += 1
+                print(f"warning: {exc}; this round runs in this process", file=sys.stderr, flush=True)
+        if not done:
+            for m in todo:
+                _in_process_round(m, per_round)
+        for m in todo:
+            settle(m.timed, plan)
+    return failures
+
+
+def outcome(m: Measurement) -> tuple[Outcome, list[str]]:
+    """The target's outcome, and (with parts) one line per pass: both kernels' forward() and
+    backward() medians, sampled in the same round-robin as the steps."""
+    for c in m.timed:
         if c.error is not None:
             raise c.error
-    stats = {key: summarize(c.samples) for key, c in cases.items()}
+    stats = {key: summarize(c.samples) for key, c in m.cases.items()}
     a, b_ = stats[("step", 0)], stats[("step", 1)]
-    ratios = {p: precision(cases[(p, 0)]).ratio for p in passes}
-    outcome = evaluate(target, a.median, b_.median, max(a.cv, b_.cv), ratios["step"])
-    return outcome, [_part_line(target, p, stats[(p, 0)], stats[(p, 1)], ratios[p]) for p in passes[1:]]
+    ratios = {p: precision(m.cases[(p, 0)]).ratio for p in m.passes}
+    out = evaluate(m.target, a.median, b_.median, max(a.cv, b_.cv), ratios["step"])
+    return out, [_part_line(m.target, p, stats[(p, 0)], stats[(p, 1)], ratios[p]) for p in m.passes[1:]]
+
+
+def measure(target: Target, plan: Plan, parts: bool = False, workers: bool = True) -> tuple[Outcome, list[str]]:
+    """One target on its own (see take_rounds and outcome)."""
+    m = prepare(target, parts)
+    take_rounds([m], plan, workers)
+    return outcome(m)
 
 
 def _part_line(target: Target, pass_: str, num: Stats, den: Stats, ratio: Interval | None = None) -> str:
@@ -145,8 +244,11 @@ def execute(args: argparse.Namespace) -> int:
           "ratios: median of paired samples (95% interval)\n")
     misses = noisy = 0
     start = load.snapshot()
-    for t in targets:
-        out, part_lines = measure(t, plan, args.parts)
+    measurements = [prepare(t, args.parts) for t in targets]
+    failures = take_rounds(measurements, plan, workers=not args.no_workers)
+    print(file=sys.stderr)
+    for m in measurements:
+        out, part_lines = outcome(m)
         misses += not out.passed
         noisy += out.noisy
         print(out.line(), flush=True)
@@ -157,6 +259,8 @@ def execute(args: argparse.Namespace) -> int:
     if noisy:
         print(f"{noisy} line(s) noisy: their samples varied by more than {NOISE_CV_THRESHOLD:.0%} (cv); "
               "a ratio from them can be off either way, rerun on a quiet machine")
+    if failures:
+        warnings.append(f"{failures} worker process(es) failed; their rounds were taken in this process")
     for w in warnings:
         print(f"WARNING: {w}")
     return 0
