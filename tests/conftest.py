@@ -29,6 +29,22 @@ settings.load_profile(os.environ.get("AFFBENCH_HYPOTHESIS_PROFILE", "affbench"))
 
 from _support import IMPL_NAMES  # noqa: E402
 
+#: Options that ask pytest-benchmark to time. Without one of them the benchmarks run once,
+#: untimed, as correctness checks (the README's test command).
+TIMING_OPTIONS = ("benchmark_only", "benchmark_enable", "benchmark_save", "benchmark_autosave",
+                  "benchmark_json", "benchmark_compare", "benchmark_histogram")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """--benchmark-disable by default, but not in addopts: there it clashes with the
+    --benchmark-only that pytest-benchmark users type ("Can't have both ..."). This hook runs
+    before pytest-benchmark reads its options (its pytest_configure is trylast)."""
+    option = config.option
+    if not hasattr(option, "benchmark_disable"):  # pytest-benchmark not loaded (-p no:benchmark)
+        return
+    if not any(getattr(option, name, None) for name in TIMING_OPTIONS):
+        option.benchmark_disable = True
+
 
 @pytest.fixture(params=IMPL_NAMES)
 def impl_name(request) -> str:

@@ -174,3 +174,27 @@ def test_report_from_pytest_benchmark_cli(tmp_path, capsys):
     # never over an existing run
     assert cli.main(["report", "--from-pytest-benchmark", str(src), "--out", str(out)]) == 2
     assert "never overwritten" in capsys.readouterr().err
+
+
+def _pytest_benchmarks(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pytest", "tests/benchmarks", "-p", "no:cacheprovider", "-q", "-rs",
+           "-k", "forward and float64 and numpy and (100x784x50 or 1024x1024x1024)", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_benchmark_only_times_as_pytest_benchmark_users_type_it():
+    """`pytest tests/benchmarks --benchmark-only` (no --benchmark-enable) times the benchmarks,
+    the large case included; with no benchmark option they run once, untimed."""
+    timed = _pytest_benchmarks("--benchmark-only", "--benchmark-max-time=0.01", "--benchmark-min-rounds=1",
+                               "--benchmark-warmup=off")
+    text = timed.stdout + timed.stderr
+    assert timed.returncode == 0, text
+    assert "Can't have both" not in text
+    assert "2 passed" in text and "Median" in text and "1024x1024x1024-numpy" in text, text
+
+    untimed = _pytest_benchmarks()
+    text = untimed.stdout + untimed.stderr
+    assert untimed.returncode == 0, text
+    assert "1 passed, 1 skipped" in text and "runs only with --benchmark-enable" in text, text
+    assert "Median" not in text
