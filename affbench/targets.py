@@ -50,10 +50,12 @@ class Target:
     kind: str
     limit: float
     threads: int = 2
+    pass_: str = "step"  # what is timed: the training step, or forward() or backward() alone
 
     @property
     def step_flops(self) -> int:
-        return flops("step", self.N, self.K, self.M)
+        """FLOPs of one call of the timed pass (the step unless ``pass_`` says otherwise)."""
+        return flops(self.pass_, self.N, self.K, self.M)
 
     @property
     def relation(self) -> str:
@@ -62,7 +64,7 @@ class Target:
     @property
     def measure(self) -> str:
         if self.kind == "ratio":
-            return f"{SUBJECT}/{BASELINE} step"
+            return f"{SUBJECT}/{BASELINE} {self.pass_}"
         return f"{SUBJECT} 1/{self.threads}-thread speedup"
 
     @property
@@ -139,14 +141,14 @@ class Outcome:
             return a, t.step_flops / (t.limit * self.t_den) / 1e9
         return b, t.step_flops / (self.t_num / t.limit) / 1e9
 
-    def line(self) -> str:
+    def line(self, case_width: int = 19) -> str:
         t = self.target
         g_num, g_den = self.gflops()
         a, b = t.labels
         iv = self.interval
         spread = (f" ({iv.low:.3f}-{iv.high:.3f})" if iv is not None and math.isfinite(iv.low)
                   and math.isfinite(iv.high) else "")
-        text = (f"{t.case:<19} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}{spread:<16}  target {t.relation} "
+        text = (f"{t.case:<{case_width}} {t.dtype:<8} {t.measure:<30} {self.value:6.3f}{spread:<16}  target {t.relation} "
                 f"{t.limit:<5g} {self.verdict}   {a} {rate_text(g_num, t.dtype)}  {b} {rate_text(g_den, t.dtype)}")
         if not self.passed and self.t_num > 0 and self.t_den > 0:
             who, need = self.needed()
@@ -168,12 +170,31 @@ def evaluate(target: Target, t_num: float, t_den: float, cv: float = math.nan,
     return Outcome(target, value, passed, t_num, t_den, cv, interval)
 
 
+#: --grid: numba-tiled may take at most this much of NumPy's time in any cell (issue 15).
+GRID_LIMIT = 1.05
+
+
+def grid(passes: tuple[str, ...], threads: tuple[int, ...], limit: float = GRID_LIMIT) -> list[Target]:
+    """One ratio target per cell of the default preset's grid: every layer, batch and dtype of
+    the preset, for each of ``passes`` and ``threads``."""
+    from .sweep import preset
+
+    sweep = preset("default")
+    return [Target(f"{p} N={n} {k}->{m} t={t}", n, k, m, dt, "ratio", limit, threads=t, pass_=p)
+            for p in passes for dt in sweep.dtypes for (k, m) in sweep.layers for n in sweep.batches
+            for t in threads]
+
+
 def select(quick: bool = False, cases: list[str] | None = None) -> list[Target]:
     """The targets to measure: all, less QUICK_SKIP under --quick, or those whose case contains
     one of ``cases`` (not ending inside a number)."""
     chosen = [t for t in TARGETS if not (quick and t.case in QUICK_SKIP)]
     if cases:
-        # TEXT must not stop inside a number: "N=1" selects "N=1 784->50", not "book N=100 ..."
-        pats = [re.compile(re.escape(c) + (r"(?!\d)" if c[-1:].isdigit() else "")) for c in cases]
-        chosen = [t for t in chosen if any(p.search(t.case) for p in pats)]
+        chosen = [t for t in chosen if any(mentions(t.case, c) for c in cases)]
     return chosen
+
+
+def mentions(case: str, text: str) -> bool:
+    """``text`` occurs in ``case``, not ending inside a number: "N=1" is in "N=1 784->50",
+    not in "book N=100 ..."."""
+    return re.search(re.escape(text) + (r"(?!\d)" if text[-1:].isdigit() else ""), case) is not None

@@ -316,3 +316,42 @@ def test_three_threads_in_a_subprocess():
     env = dict(os.environ, NUMBA_NUM_THREADS="3")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_grid_covers_the_default_preset_cell_by_cell():
+    from affbench.reference import flops
+    from affbench.sweep import preset
+    from affbench.targets import GRID_LIMIT, grid
+
+    sweep = preset("default")
+    cells = grid(("forward", "step"), (1, 2))
+    assert len(cells) == 2 * len(sweep.dtypes) * len(sweep.layers) * len(sweep.batches) * 2
+    assert len({(t.pass_, t.dtype, t.N, t.K, t.M, t.threads) for t in cells}) == len(cells)
+    assert all(t.kind == "ratio" and t.limit == GRID_LIMIT for t in cells)
+    fwd = next(t for t in cells if t.pass_ == "forward")
+    assert fwd.step_flops == flops("forward", fwd.N, fwd.K, fwd.M) and fwd.measure.endswith("forward")
+    assert fwd.case == f"forward N={fwd.N} {fwd.K}->{fwd.M} t={fwd.threads}"
+
+
+def test_kernels_grid_prints_the_worst_cells_first(capsys):
+    from affbench import cli
+
+    assert cli.main(["kernels", "--grid", "--quick", "--samples", "3", "--case", "N=1", "--case", "784->50",
+                     "--pass", "forward"]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("forward N=1 784->50")]
+    assert len(lines) == 4  # two dtypes x two thread counts; N=1 does not select N=100 or N=16
+    values = [float(ln.split()[7]) for ln in lines]
+    assert values == sorted(values, reverse=True)
+    assert all("target <= 1.05" in ln for ln in lines)
+    assert "4 cells, numba-tiled/numpy at most 1.05:" in out
+
+
+def test_kernels_grid_refuses_mixed_options(capsys):
+    from affbench import cli
+
+    assert cli.main(["kernels", "--grid", "--parts"]) == 2
+    assert cli.main(["kernels", "--pass", "step"]) == 2
+    assert cli.main(["kernels", "--grid", "--pass", "sideways"]) == 2
+    err = capsys.readouterr().err
+    assert "--parts and --grid" in err and "--pass applies to --grid only" in err and "'sideways'" in err

@@ -31,9 +31,11 @@ from typing import Any
 
 from .. import load, registry, warmup, worker
 from ..errors import UsageError
+from .options import choose
 from ..reference import flops
 from ..runner import pass_call
-from ..targets import BASELINE, SUBJECT, Outcome, Target, evaluate, peak_gflops, rate_text, select
+from ..targets import (BASELINE, GRID_LIMIT, SUBJECT, Outcome, Target, evaluate, grid, mentions, peak_gflops,
+                       rate_text, select)
 from ..threads import backend_of, max_threads, threads_for
 from ..intervals import DEFAULT_TARGET, Interval
 from ..timing import (NOISE_CV_THRESHOLD, Plan, Stats, Timed, active, precision, round_plan, sample_round_robin,
@@ -48,6 +50,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, metavar="N",
                    help="samples per kernel per round (default 5, --quick 3); rounds: 5 to 8 (--quick 3 to 4), "
                         "stopping once the ratio's 95%% interval is within 2%%")
+    p.add_argument("--grid", action="store_true",
+                   help=f"instead of the targets, walk the default preset's grid (every layer, batch and dtype, "
+                        f"at 1 and all threads) side by side and print the worst cells first: numba-tiled's "
+                        f"time over NumPy's, judged against {GRID_LIMIT:g} (5 ms samples; --case TEXT keeps cells "
+                        f"whose label contains every TEXT, e.g. --case 'N=16' --case t=2)")
+    p.add_argument("--pass", dest="pass_", action="append", metavar="LIST",
+                   help="with --grid: the passes to walk, comma-separated from forward, backward, step "
+                        "(default: the default preset's, the step)")
     p.add_argument("--no-workers", action="store_true",
                    help="take every round in this process (rounds 2 and later run in fresh worker processes "
                         "by default, as in `run`: a process's lasting state then lands inside the interval)")
@@ -111,7 +121,7 @@ def prepare(target: Target, parts: bool = False) -> Measurement:
         pair = [(subject, target.threads), (registry.get(BASELINE), target.threads)]
     else:
         pair = [(subject, 1), (subject, target.threads)]
-    m = Measurement(target, pair, PASSES if parts else PASSES[:1])
+    m = Measurement(target, pair, PASSES if parts else (target.pass_,))
     for p in m.passes:
         for i, (impl, n) in enumerate(pair):
             m.cases[(p, i)] = Timed(call=_released, context=_context(impl, n))
@@ -192,10 +202,11 @@ def outcome(m: Measurement) -> tuple[Outcome, list[str]]:
         if c.error is not None:
             raise c.error
     stats = {key: summarize(c.samples) for key, c in m.cases.items()}
-    a, b_ = stats[("step", 0)], stats[("step", 1)]
+    main = m.target.pass_
+    a, b_ = stats[(main, 0)], stats[(main, 1)]
     ratios = {p: precision(m.cases[(p, 0)]).ratio for p in m.passes}
-    out = evaluate(m.target, a.median, b_.median, max(a.cv, b_.cv), ratios["step"])
-    return out, [_part_line(m.target, p, stats[(p, 0)], stats[(p, 1)], ratios[p]) for p in m.passes[1:]]
+    out = evaluate(m.target, a.median, b_.median, max(a.cv, b_.cv), ratios[main])
+    return out, [_part_line(m.target, p, stats[(p, 0)], stats[(p, 1)], ratios[p]) for p in m.passes if p != main]
 
 
 def measure(target: Target, plan: Plan, parts: bool = False, workers: bool = True) -> tuple[Outcome, list[str]]:
@@ -220,10 +231,25 @@ def _part_line(target: Target, pass_: str, num: Stats, den: Stats, ratio: Interv
             + (f"  noisy (cv {100 * noisy:.0f}%)" if noisy > NOISE_CV_THRESHOLD else ""))
 
 
+def _grid_targets(args: argparse.Namespace) -> list[Target]:
+    from ..sweep import preset
+
+    passes = tuple(choose("--pass", args.pass_, PASSES) or preset("default").passes)
+    chosen = grid(passes, tuple(sorted({1, max_threads()})))
+    if args.case:
+        chosen = [t for t in chosen if all(mentions(t.case, text) for text in args.case)]
+    return chosen
+
+
 def execute(args: argparse.Namespace) -> int:
-    targets = select(args.quick, args.case)
+    if args.grid and args.parts:
+        raise UsageError("--parts and --grid: the grid has the pass as an axis already (use --pass)")
+    if args.pass_ and not args.grid:
+        raise UsageError("--pass applies to --grid only; the targets are steps (--parts adds the passes)")
+    targets = _grid_targets(args) if args.grid else select(args.quick, args.case)
     if not targets:
-        raise UsageError("--case matched no target; see affbench/targets.py for the table")
+        raise UsageError("--case matched no " + ("cell of the grid" if args.grid else
+                                                 "target; see affbench/targets.py for the table"))
     need = max(t.threads for t in targets)
     if max_threads() < need:
         print(f"note: Numba's pool has {max_threads()} thread(s); targets ask for {need}", file=sys.stderr)
@@ -231,7 +257,7 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError(f"--samples: {args.samples} is too few for a median; accepted: 3 or more")
     samples = args.samples or (3 if args.quick else 5)
     rounds = (3, 4) if args.quick else (5, 8)
-    plan = Plan(min_sample_s=0.02, warmup_calls=1, min_samples=samples * rounds[0],
+    plan = Plan(min_sample_s=0.005 if args.grid else 0.02, warmup_calls=1, min_samples=samples * rounds[0],
                 max_samples=samples * rounds[1], budget_s=math.inf, target=DEFAULT_TARGET,
                 min_rounds=rounds[0], max_rounds=rounds[1])
 
@@ -247,15 +273,24 @@ def execute(args: argparse.Namespace) -> int:
     measurements = [prepare(t, args.parts) for t in targets]
     failures = take_rounds(measurements, plan, workers=not args.no_workers)
     print(file=sys.stderr)
-    for m in measurements:
-        out, part_lines = outcome(m)
+    results = [outcome(m) for m in measurements]
+    if args.grid:  # worst cells first: highest ratio of numba-tiled's time to NumPy's
+        results.sort(key=lambda r: -r[0].value if math.isfinite(r[0].value) else -math.inf)
+    width = max(19, *(len(t.case) for t in targets))
+    for out, part_lines in results:
         misses += not out.passed
         noisy += out.noisy
-        print(out.line(), flush=True)
+        print(out.line(width), flush=True)
         for line in part_lines:
             print(line, flush=True)
     warnings = load.assess(start, load.snapshot(), max_threads(), noisy, len(targets))
-    print(f"\n{len(targets) - misses}/{len(targets)} targets met" + (" (a report, not a gate)" if misses else ""))
+    if args.grid:
+        verdicts = [out.verdict for out, _ in results]
+        print(f"\n{len(targets)} cells, numba-tiled/numpy at most {GRID_LIMIT:g}: {verdicts.count('PASS')} PASS "
+              f"(interval at or below), {verdicts.count('NEAR')} NEAR (interval straddles), "
+              f"{verdicts.count('MISS')} MISS (interval wholly above)")
+    else:
+        print(f"\n{len(targets) - misses}/{len(targets)} targets met" + (" (a report, not a gate)" if misses else ""))
     if noisy:
         print(f"{noisy} line(s) noisy: their samples varied by more than {NOISE_CV_THRESHOLD:.0%} (cv); "
               "a ratio from them can be off either way, rerun on a quiet machine")
