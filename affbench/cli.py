@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("affbench.commands.verify", "cross-validate implementations against the float64 reference"),
     "run": ("affbench.commands.run", "verify, then time a sweep and write reports/<run-id>/ (the main job)"),
     "report": ("affbench.commands.report", "regenerate plots, report.md and report.html from a results directory"),
-    "compare": ("affbench.commands.compare", "compare two runs case by case, with significance tests"),
+    "compare": ("affbench.commands.compare", "compare two runs case by case: each change with the 95%% interval both runs recorded"),
     "kernels": ("affbench.commands.kernels", "measure the numba-tiled targets side by side with NumPy"),
     "asm": ("affbench.commands.asm", "read the Numba kernels' machine code: vectorized loops, FMA, register spills"),
 }

@@ -167,7 +167,7 @@ def parse_threads(text: Any, max_threads: int) -> int | str:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """A sweep in TOML: the same keys as the command-line options (see README)."""
+    """A sweep in TOML: the same keys as the command-line options (see docs/running.md)."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:

@@ -106,7 +106,7 @@ NV_THIN = (13, 8, 4)  # vectors of the single-row kernels (the narrowest that fi
 KC = 512  # most depth of a packed block (measured against 256 and 384: see above)
 MC = 96  # rows of a packed A block (MC x KC: 384 KB float64, in the 512 KB L2)
 NC = 2048  # columns of a packed B block (KC x NC: 8 MB float64, in the 32 MB L3)
-#: N*K*M below which the serial kernels run (a prange launch costs ~3-6 us; see README/FACTS)
+#: N*K*M below which the serial kernels run (a prange launch costs ~3-6 us: the shared FACTS.md)
 PARALLEL_WORK = 64 * 64 * 64
 #: N*K*M from which the run-time balanced path (_gemm_shared) runs on more than one thread
 SHARED_WORK = 256 * 256 * 256

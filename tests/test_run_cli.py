@@ -179,3 +179,15 @@ def test_argparse_level_mistakes_exit_2_without_a_traceback(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "--budget" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [None, *__import__("affbench.cli", fromlist=["COMMANDS"]).COMMANDS])
+def test_every_help_prints(command, capsys):
+    """`--help` of the program and of each command renders (argparse formats help lazily: a
+    stray % only fails when a user asks for help)."""
+    from affbench import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"] if command else ["--help"])
+    assert exit_.value.code == 0
+    assert "usage: python -m affbench" in capsys.readouterr().out

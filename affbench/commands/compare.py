@@ -37,7 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "change above 1 + PCT), e.g. 10%%")
     p.add_argument("--min-change", metavar="PCT", default=f"{DEFAULT_MIN_CHANGE:.0%}",
                    help="call a case slower or faster only when the 95%% interval of its change lies wholly "
-                        f"beyond this (default {DEFAULT_MIN_CHANGE:.0%}: two runs each aiming at +-2%% can "
+                        f"beyond this (default {DEFAULT_MIN_CHANGE:.0%}%: two runs each aiming at +-2%% can "
                         "differ by ~2%% x sqrt(2) without either being wrong)")
     p.add_argument("--changed-only", action="store_true", help="list only the cases that changed significantly")
 
