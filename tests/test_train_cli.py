@@ -165,3 +165,10 @@ def test_a_broken_train_directory_is_a_warning_in_the_run_report(tmp_path, monke
     (run_dir / "train" / "train.csv").write_text("what,is,this\n1,2,3\n")
     assert cli.main(["report", str(run_dir)]) == 0
     assert "not a train file" in (run_dir / "report.md").read_text()
+
+
+def test_docs_list_every_train_column():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "train.md").read_text()
+    assert output.column_table() in docs, "regenerate the column table in docs/train.md (output.column_table())"

@@ -72,7 +72,7 @@ COLUMNS: dict[str, str] = {
     "digits_agrees": "digits_max_rel_diff <= digits_tolerance (empty for numpy)",
     "digits_accuracy": "train accuracy on all 1797 digits after training",
     "samples_s": "every timing sample, seconds per step, space-separated",
-    "error": "why the timing failed, if it did",
+    "error": "why the timing failed, or 'not timed: its loss curve disagrees with numpy's'",
 }
 CURVE_COLUMNS = ("network", "data", "impl", "step", "loss", "wall_s")
 
@@ -207,3 +207,10 @@ def read(directory: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, An
     except (OSError, ValueError):
         env = {}
     return rows, curves, env
+
+
+def column_table() -> str:
+    """The train.csv column table of docs/train.md, generated from COLUMNS."""
+    lines = ["| column | meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {meaning.replace('|', chr(92) + '|')} |" for name, meaning in COLUMNS.items()]
+    return "\n".join(lines)
