@@ -12,7 +12,7 @@ from affbench.protocol import KernelImpl
 from affbench.train import agreement
 from affbench.train.data import synthetic
 from affbench.train.loop import Trainer
-from affbench.train.networks import NETWORKS, Network, build
+from affbench.train.networks import NETWORKS, Network
 from affbench.verify import tolerance as product_tolerance
 
 STEPS = 30

@@ -98,7 +98,7 @@ BAD = [
     (["--threads", "99"], "--threads: 99 is above"),
     (["--rounds", "3:1"], "--rounds: '3:1': MAX 1 is below MIN 3"),
     (["--budget", "soon"], "--budget: 'soon' is not a number"),
-    (["--seed", "x"], "--seed: 'x' is not a positive integer"),
+    (["--seed", "x"], "--seed: 'x' is not a non-negative integer"),
     (["--out", "a", "--into", "b"], "--out and --into: give one"),
     (["--into", "nowhere"], "--into: nowhere is not a run directory"),
     (["--impl", "naive", "--network", "deep-mlp"], "--impl: naive (pure Python) would take"),

@@ -66,9 +66,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _non_negative_int(option: str, text: str) -> int:
-    if str(text).strip() == "0":
-        return 0
-    return parse_positive_int(option, text)
+    if not str(text).strip().isdigit():
+        raise UsageError(f"{option}: {text!r} is not a non-negative integer")
+    return int(str(text).strip())
 
 
 def settings_from(args: argparse.Namespace):
