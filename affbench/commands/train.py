@@ -97,7 +97,8 @@ def settings_from(args: argparse.Namespace):
                     digits=not args.no_digits, seed=_non_negative_int("--seed", args.seed), plan=plan)
 
 
-def _out_dir(args: argparse.Namespace) -> Path:
+def _out_dir(args: argparse.Namespace) -> Path | None:
+    """Where to write, checked (nothing created yet); None: a new reports/<stamp>-train/."""
     from ..train.output import SUBDIR
 
     if args.out and args.into:
@@ -111,11 +112,10 @@ def _out_dir(args: argparse.Namespace) -> Path:
     elif args.out:
         d = Path(args.out)
     else:
-        return new_run_dir(DEFAULT_ROOT, "train")
+        return None
     option = "--into" if args.into else "--out"
     if d.exists() and (not d.is_dir() or any(d.iterdir())):
         raise UsageError(f"{option}: {d} exists and is not empty (results are never overwritten)")
-    d.mkdir(parents=True, exist_ok=True)
     return d
 
 
@@ -124,11 +124,6 @@ def execute(args: argparse.Namespace) -> int:
     from ..train.runner import predicted_naive_s, run
 
     settings = settings_from(args)
-    if settings.digits:
-        try:
-            data.sklearn_datasets()
-        except data.MissingExtra as exc:
-            raise UsageError(f"{exc} (or pass --no-digits to run the synthetic timing part alone)") from None
     if "naive" in settings.impls:
         need = predicted_naive_s(settings)
         if need > NAIVE_LIMIT_S:
@@ -136,6 +131,15 @@ def execute(args: argparse.Namespace) -> int:
                              f"its ~0.02 GFLOP/s); it is allowed only below {NAIVE_LIMIT_S:.0f} s, e.g. "
                              "--network two-layer --batch 2 --iterations 10 --no-digits")
     out = _out_dir(args)
+    if settings.digits:  # after the options, so a mistake in them is named first
+        try:
+            data.sklearn_datasets()
+        except data.MissingExtra as exc:
+            raise UsageError(f"{exc} (or pass --no-digits to run the synthetic timing part alone)") from None
+    if out is None:
+        out = new_run_dir(DEFAULT_ROOT, "train")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     started = environment.utc_now()
     start_load = load.snapshot()
