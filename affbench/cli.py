@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("affbench.commands.compare", "compare two runs case by case: each change with the 95%% interval both runs recorded"),
     "kernels": ("affbench.commands.kernels", "measure the numba-tiled targets side by side with NumPy"),
     "asm": ("affbench.commands.asm", "read the Numba kernels' machine code: vectorized loops, FMA, register spills"),
+    "train": ("affbench.commands.train", "train the book's networks end to end: time per step, Affine share, loss agreement"),
 }
 
 DESCRIPTION = """\

@@ -3,6 +3,8 @@
 Reads DIR/results.csv, DIR/env.json and (when present) DIR/verify.csv; writes report.md,
 report.html (self-contained: figures embedded) and figures/*.png into DIR, or into --out.
 Never writes results.csv, env.json or verify.csv. Needs neither Numba nor any kernel.
+A run directory holding train/ (`train --into DIR`) gets a training section; a directory
+written by `python -m affbench train` (train.csv) gets its report.md and figures rewritten.
 
 --from-pytest-benchmark FILE.json first converts a pytest-benchmark file (from
 `pytest tests/benchmarks --benchmark-enable --benchmark-autosave`) into a run directory of
@@ -38,6 +40,8 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.from_pytest_benchmark:
         args.dir, args.out = str(_convert(args)), None
+    elif _is_train_dir(args.dir):
+        return _train_report(args)
     elif args.dir == str(DEFAULT_DIR) and not Path(args.dir).exists() and not Path(args.dir).is_symlink():
         raise UsageError(f"{args.dir}: no such run directory (run `python -m affbench run` first, or name a run "
                          "directory: python -m affbench report reports/<run-id>)")
@@ -53,6 +57,29 @@ def execute(args: argparse.Namespace) -> int:
     print(f"wrote {len(paths.figures)} figure(s) in {paths.markdown.parent / 'figures'}")
     for w in paths.warnings:
         print(f"warning: {w}")
+    return 0
+
+
+def _is_train_dir(directory: str) -> bool:
+    from ..results import RESULTS_FILE
+    from ..train.output import is_train_dir
+
+    return is_train_dir(directory) and not (Path(directory) / RESULTS_FILE).exists()
+
+
+def _train_report(args: argparse.Namespace) -> int:
+    """A `train` directory: report.md and figures rewritten in place from its files."""
+    from ..train import report as train_report
+
+    if args.out or args.baseline:
+        raise UsageError(f"{args.dir} is a train directory: its report is rewritten in place "
+                         "(--out and --baseline apply to run directories)")
+    try:
+        path = train_report.write(args.dir)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {path}")
+    print(f"wrote figures in {path.parent / train_report.FIGURES_DIR}")
     return 0
 
 

@@ -115,6 +115,7 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     blocks += sections.noisy_blocks(df, run.env)
     blocks += sections.extrapolated_blocks(df)
     blocks += sections.problem_blocks(df)
+    blocks += sections.training_blocks(run)
     blocks += sections.regenerate_blocks(run)
 
     md_path, html_path = out / REPORT_MD, out / REPORT_HTML

@@ -8,10 +8,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from .. import results
 from ..intervals import DEFAULT_TARGET
 from . import crossover, fmt, tables
 from .data import Run
-from .document import Block, Bullets, Heading, Image, Para, Table
+from .document import Block, Bullets, Heading, Image, Para, Table, Warning
 
 EXTRAP_NOTE = ("Rows marked *~ … (extrapolated)* are **predictions** from smaller measured sizes, not "
                "measurements; the `error` column of results.csv says what each prediction was based on.")
@@ -324,6 +325,19 @@ def problem_blocks(df: pd.DataFrame) -> list[Block]:
                         [[f"**{r['status']}**", r["impl"], r["pass"], r["dtype"], str(r["batch"]), _layer(r),
                           _thr(r["threads"]), fmt.lit(r["error"] or "—")] for r in pt.to_dict("records")]))
     return blocks
+
+
+def training_blocks(run: Run) -> list[Block]:
+    """The training section, when the run directory holds a `train --into` directory."""
+    from ..train import output, report as train_report
+
+    train_dir = run.directory / output.SUBDIR
+    if not output.is_train_dir(train_dir):
+        return []
+    try:
+        return train_report.section_blocks(train_dir)
+    except results.ResultsError as exc:
+        return [Heading("Training: the Affine layer inside a training step"), Warning(fmt.lit(str(exc)))]
 
 
 def regenerate_blocks(run: Run) -> list[Block]:
