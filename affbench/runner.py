@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import environment, load, registry, results, threads, warmup, worker
+from .calls import CaseClock, CaseTimeout, pass_call
 from .protocol import available_memory, format_bytes
 from .rundir import DEFAULT_ROOT, RunOptions, locked, point_latest, prepare
 from .sweep import Case, Sweep, expand
@@ -43,10 +44,6 @@ MAX_EXTRAPOLATION = 1000.0
 #: tracemalloc slows the allocation of Python objects 10-50x: calls slower than this are
 #: not traced (their peak_mem_bytes stays empty).
 MAX_TRACED_CALL_S = 0.02
-
-
-class CaseTimeout(Exception):
-    pass
 
 
 class Interrupted(BaseException):
@@ -81,14 +78,6 @@ def case_bytes(case: Case, slow: bool) -> int:
     return elements * (PY_FLOAT_BYTES if slow else np.dtype(case.dtype).itemsize)
 
 
-def pass_call(impl: Any, pass_: str, x, W, b, dout) -> Callable[[], object]:
-    if pass_ == "forward":
-        return lambda: impl.forward(x, W, b)
-    if pass_ == "backward":
-        return lambda: impl.backward(x, W, dout)
-    return lambda: (impl.forward(x, W, b), impl.backward(x, W, dout))
-
-
 def peak_memory(call: Callable[[], object]) -> int:
     """Peak bytes allocated during one call above what was allocated before it.
 
@@ -107,40 +96,6 @@ def peak_memory(call: Callable[[], object]) -> int:
     finally:
         if started:
             tracemalloc.stop()
-
-
-def _on_alarm(signum, frame):  # noqa: ARG001
-    raise CaseTimeout()
-
-
-class CaseClock:
-    """Threads for the case, plus its timeout: cumulative time in the case's calls is capped.
-    A compiled call cannot be interrupted midway; the timeout then fires when it returns."""
-
-    def __init__(self, backend: str, threads_: int, isolate: bool, timeout_s: float | None) -> None:
-        self.backend, self.threads, self.isolate, self.timeout_s = backend, threads_, isolate, timeout_s
-        self.spent = 0.0
-        self.state: threads.ThreadState | None = None
-
-    @contextmanager
-    def context(self) -> Iterator[None]:
-        with threads.threads_for(self.backend, self.threads, self.isolate) as state:
-            self.state = state
-            if self.timeout_s is None:
-                yield
-                return
-            remaining = self.timeout_s - self.spent
-            if remaining <= 0:
-                raise CaseTimeout()
-            old = signal.signal(signal.SIGALRM, _on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, remaining)
-            t0 = time.perf_counter()
-            try:
-                yield
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old)
-                self.spent += time.perf_counter() - t0
 
 
 def _released() -> None:

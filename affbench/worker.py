@@ -58,7 +58,7 @@ def job_for(states: Sequence[Any], plan: Any, isolate_threads: bool, case_timeou
 
 def append_round(timed: Any, entry: dict[str, Any]) -> None:
     """Append one case's samples from a worker's round (as sample_round_robin would have)."""
-    from .runner import CaseTimeout
+    from .calls import CaseTimeout
 
     if entry["samples"]:
         timed.rounds.append(list(entry["samples"]))
@@ -122,7 +122,7 @@ def run_job(job: dict[str, Any], scratch: Path, on_group: Callable[[int], None] 
 # --------------------------------------------------------------------------- the worker
 def _sample_group(group: dict[str, Any], plan: Any, isolate: bool) -> dict[str, Any]:
     from . import registry, threads
-    from .runner import CaseClock, pass_call
+    from .calls import CaseClock, pass_call
     from .timing import Timed, sample_round_robin
     from .verify import make_inputs
 

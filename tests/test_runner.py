@@ -23,7 +23,7 @@ import numba
 import numpy as np
 import pytest
 
-from affbench import cli, load, registry, results, runner, rundir
+from affbench import calls, cli, load, registry, results, runner, rundir
 from affbench.protocol import KernelImpl
 from affbench.results import COLUMNS, STATUSES, read_rows
 from affbench.sweep import Case, Sweep, expand
@@ -641,8 +641,8 @@ def test_a_timeout_skips_larger_cases_of_the_same_kind(tmp_path):
     engine = runner.Engine(runner.RunOptions(sweep=Sweep(case_timeout_s=5.0), report=False, progress=False),
                            tmp_path, [], impls)
     small = Case("naive", "forward", "float64", 4, 8, 4, 1)
-    clock = runner.CaseClock("python", 1, True, 5.0)
-    row = engine.finish(small, Timed(call=lambda: None, error=runner.CaseTimeout()), clock)
+    clock = calls.CaseClock("python", 1, True, 5.0)
+    row = engine.finish(small, Timed(call=lambda: None, error=calls.CaseTimeout()), clock)
     assert row["status"] == "timeout"
     written = []
     engine.time_group([Case("naive", "forward", "float64", 8, 8, 4, 1)], written.append)

@@ -4,7 +4,7 @@ worker costs a warning, not the run."""
 
 from __future__ import annotations
 
-from affbench import registry, runner, worker
+from affbench import calls, registry, runner, worker
 from affbench.results import read_rows
 from affbench.rundir import RunOptions
 from affbench.sweep import Case, Sweep
@@ -48,7 +48,7 @@ def test_a_timeout_in_a_worker_comes_back_as_a_timeout(tmp_path):
     engine.visit(state)
     state.cases[1][2].spent = 30.0  # nothing left of numba-serial's --case-timeout
     engine.visit_in_worker([state], lambda i: None)
-    assert isinstance(state.cases[1][1].error, runner.CaseTimeout)
+    assert isinstance(state.cases[1][1].error, calls.CaseTimeout)
     assert state.cases[0][1].error is None
     rows = []
     engine.finish_group(state, rows.append)

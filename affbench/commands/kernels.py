@@ -33,7 +33,7 @@ from .. import load, registry, warmup, worker
 from ..errors import UsageError
 from .options import choose
 from ..reference import flops
-from ..runner import pass_call
+from ..calls import pass_call
 from ..targets import (BASELINE, GRID_LIMIT, SUBJECT, Outcome, Target, evaluate, grid, mentions, peak_gflops,
                        rate_text, select)
 from ..threads import backend_of, max_threads, threads_for
