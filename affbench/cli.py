@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from .errors import UsageError
+from affbench.errors import UsageError
 
 #: name -> (module, one-line help). The order is the order of `--help`.
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
-from .protocol import SUPPORTED_DTYPES, AffineImpl, require_memory
+from affbench import registry
+from affbench.protocol import SUPPORTED_DTYPES, AffineImpl, require_memory
 
 
 def compute_dtype(*arrays: Any) -> np.dtype:

@@ -9,7 +9,7 @@ What it adds to pytest-benchmark:
 * ``pytest_benchmark_update_machine_info``: Numba and llvmlite versions, Numba's threading
   layer and thread count, the thread count of the session (``affbench_threads``), and the
   BLAS (and OpenMP) libraries as ``threadpoolctl.threadpool_info()`` reports them. These keys are read back by
-  :mod:`affbench.pytest_import`, which names them as env.json does.
+  :mod:`affbench.store.pytest_import`, which names them as env.json does.
 * ``pytest_benchmark_update_commit_info``: the pytest command line and the session start time
   (kept out of machine_info, whose every difference makes ``--benchmark-compare`` warn).
 * ``affbench_threads`` (session fixture): the thread count, set once in process for the whole
@@ -33,7 +33,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from . import environment, malloc_env, pool_env, threads, warmup
+from affbench.engine import warmup
+from affbench.measure import environment, malloc_env, pool_env, threads
 
 THREADS_ENV = "AFFBENCH_THREADS"
 
@@ -82,7 +83,7 @@ def affbench_threads() -> Iterator[int]:
 @contextmanager
 def pools_for(impl: object, threads_: int) -> Iterator[dict[str, int]]:
     """Within the body: the implementation's own pool at ``threads_``, the other at 1
-    (affbench.threads.threads_for). Yields the counts in effect."""
+    (affbench.measure.threads.threads_for). Yields the counts in effect."""
     with threads.threads_for(threads.backend_of(impl), threads_) as state:
         yield {"numba_threads": state.numba_threads, "blas_threads": state.blas_threads}
 
@@ -91,7 +92,7 @@ def pools_for(impl: object, threads_: int) -> Iterator[dict[str, int]]:
 @pytest.fixture(scope="session")
 def affbench_warm(affbench_threads: int) -> Callable[[Any, str], float]:
     """``warm(impl, dtype)``: the first calls of forward and backward for this (implementation,
-    dtype) in the session, on every probe size of affbench.warmup (so adaptive kernels compile
+    dtype) in the session, on every probe size of affbench.engine.warmup (so adaptive kernels compile
     every code path before pytest-benchmark calibrates). Returns the compile or cache-load
     seconds, also on every later call."""
     done: dict[tuple[str, str], float] = {}

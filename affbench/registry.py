@@ -13,7 +13,7 @@ import warnings
 from importlib.metadata import entry_points
 from typing import Any
 
-from .protocol import AffineImpl
+from affbench.protocol import AffineImpl
 
 ENTRY_POINT_GROUP = "affbench.implementations"
 #: Comma-separated modules imported after the built-ins, registering themselves as the built-ins

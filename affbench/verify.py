@@ -36,8 +36,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import reference, registry
-from .protocol import AffineImpl
+from affbench import reference, registry
+from affbench.protocol import AffineImpl
 
 C_TOLERANCE = 8.0
 QUANTITIES = ("y", "dx", "dW", "db")
@@ -275,7 +275,7 @@ def check_exact(impl: AffineImpl, N: int, K: int, M: int, dtype: str) -> Check:
 
 def _check_nd(impl: AffineImpl, dtype: str) -> list[Check]:
     """An N-d input through the book's layer: flattened, and dx reshaped back."""
-    from .layer import Affine
+    from affbench.layer import Affine
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal((6, 2, 3, 4)).astype(dtype)

@@ -5,11 +5,10 @@ below. The order here is the order reports list them in.
 """
 
 from affbench.registry import register
-
-from .naive import NaiveAffine
-from .numba_loops import NumbaPrangeAffine, NumbaSerialAffine
-from .numba_tiled import NumbaTiledAffine
-from .numpy_blas import NumpyAffine
+from implementations.naive import NaiveAffine
+from implementations.numba_loops import NumbaPrangeAffine, NumbaSerialAffine
+from implementations.numba_tiled import NumbaTiledAffine
+from implementations.numpy_blas import NumpyAffine
 
 register(NaiveAffine)
 register(NumpyAffine)

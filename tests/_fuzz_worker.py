@@ -19,9 +19,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 faulthandler.enable()
 
+import _support  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-import _support  # noqa: E402
 from affbench import registry  # noqa: E402
 
 

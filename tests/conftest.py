@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-import affbench  # noqa: F401  (before numpy: affbench.pool_env sets what OpenBLAS reads at load)
-import numpy as np
+import affbench  # noqa: F401, I001  (before numpy: affbench.measure.pool_env sets what OpenBLAS reads at load)
+import numpy as np  # isort: skip
 import pytest
 from hypothesis import HealthCheck, settings
 

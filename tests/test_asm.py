@@ -1,4 +1,4 @@
-"""affbench.asm (loops and instruction mix from assembly text) and `python -m affbench asm`."""
+"""affbench.measure.asm (loops and instruction mix from assembly text) and `python -m affbench asm`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from affbench import asm
+from affbench.measure import asm
 
 # Two functions in the shape LLVM prints them: a packed-FMA loop with a register reloaded from
 # the stack, a scalar mul+add loop, a block that jumps elsewhere (not a loop) and directives.

@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from helpers.synthetic import make_run
 
 from affbench import cli
-from affbench.compare import compare_case, compare_rows, env_differences, geometric_mean, parse_threshold
+from affbench.report.compare import compare_case, compare_rows, env_differences, geometric_mean, parse_threshold
 from affbench.report.data import load_run
-from helpers.synthetic import make_run
 
 SMALL = dict(impls=("numpy", "numba-serial", "numba-tiled"), dtypes=("float64",), batches=(1, 16, 256),
              passes=("forward", "backward"), specials=False, verify=False)

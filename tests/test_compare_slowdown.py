@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from affbench.compare import compare_rows
+from affbench.report.compare import compare_rows
 from affbench.report.data import load_run
 
 TESTS = Path(__file__).parent

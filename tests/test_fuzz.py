@@ -14,16 +14,15 @@ import os
 import subprocess
 import sys
 
+import _support
 import numpy as np
 import pytest
+from _support import FUZZ_COUNTS, IMPL_NAMES, affine_cases, compare_with_reference, is_jit, kernel_cases, n_examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import _support
-from _support import FUZZ_COUNTS, affine_cases, compare_with_reference, kernel_cases, n_examples
 from affbench import Affine, cli, registry
 from affbench.verify import DTYPES
-from _support import IMPL_NAMES, is_jit
 
 IN_PROCESS = [n for n in IMPL_NAMES if not is_jit(n)]
 SUBPROCESS = [n for n in IMPL_NAMES if is_jit(n)]

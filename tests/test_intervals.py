@@ -1,4 +1,4 @@
-"""affbench.intervals: the interval arithmetic against exact binomial values and known
+"""affbench.measure.intervals: the interval arithmetic against exact binomial values and known
 distributions, the between-round widening, paired ratios, and the tie logic."""
 
 from __future__ import annotations
@@ -8,8 +8,18 @@ import math
 import numpy as np
 import pytest
 
-from affbench.intervals import (Interval, direction, is_tie, median_ci_coverage, median_ci_ranks, median_interval,
-                                ratio_interval, ratio_of_intervals, rounds_interval, t975)
+from affbench.measure.intervals import (
+    Interval,
+    direction,
+    is_tie,
+    median_ci_coverage,
+    median_ci_ranks,
+    median_interval,
+    ratio_interval,
+    ratio_of_intervals,
+    rounds_interval,
+    t975,
+)
 
 
 # --------------------------------------------------------------------------- order statistics

@@ -1,4 +1,4 @@
-"""affbench.malloc_env: glibc's malloc thresholds pinned at import (or left alone when asked)."""
+"""affbench.measure.malloc_env: glibc's malloc thresholds pinned at import (or left alone when asked)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from affbench import malloc_env
+from affbench.measure import malloc_env
 
 
 def _glibc() -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from affbench import registry
-from affbench.targets import TARGETS, Target, evaluate, peak_gflops, select
+from affbench.engine.targets import TARGETS, Target, evaluate, peak_gflops, select
 from affbench.verify import check_case, check_exact, make_inputs
 from implementations import numba_tiled as nt
 
@@ -254,8 +254,8 @@ def test_kernels_command_prints_one_line_per_target(capsys):
 
 
 def test_verdict_from_the_interval():
-    from affbench.intervals import Interval
-    from affbench.targets import evaluate
+    from affbench.engine.targets import evaluate
+    from affbench.measure.intervals import Interval
 
     t = Target("fake", 100, 784, 50, "float64", "ratio", 1.05)
     assert evaluate(t, 1.0, 1.0, interval=Interval(1.0, 0.98, 1.02)).verdict == "PASS"
@@ -271,7 +271,7 @@ def test_verdict_from_the_interval():
 
 def test_part_lines_say_ratio_or_speedup():
     from affbench.commands import kernels
-    from affbench.timing import summarize
+    from affbench.measure.timing import summarize
 
     fast, slow = summarize([1e-3, 1e-3, 1e-3]), summarize([2e-3, 2e-3, 2e-3])
     ratio = Target("fake", 100, 784, 50, "float64", "ratio", 0.67)
@@ -319,9 +319,9 @@ def test_three_threads_in_a_subprocess():
 
 
 def test_grid_covers_the_default_preset_cell_by_cell():
+    from affbench.engine.sweep import preset
+    from affbench.engine.targets import GRID_LIMIT, grid
     from affbench.reference import flops
-    from affbench.sweep import preset
-    from affbench.targets import GRID_LIMIT, grid
 
     sweep = preset("default")
     cells = grid(("forward", "step"), (1, 2))

@@ -1,4 +1,4 @@
-"""affbench.pool_env: the idle-spin settings of OpenBLAS and libgomp, and whether they came in time."""
+"""affbench.measure.pool_env: the idle-spin settings of OpenBLAS and libgomp, and whether they came in time."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from affbench import pool_env
+from affbench.measure import pool_env
 
 STATUS = "import json; from affbench import pool_env; print(json.dumps([pool_env.status(), pool_env.gomp_status()]))"
 

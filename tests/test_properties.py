@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _support import IMPL_NAMES, LAYOUTS, compare_with_reference, in_layout, n_examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _support import LAYOUTS, compare_with_reference, in_layout, n_examples
 from affbench import Affine, reference, registry
-from _support import IMPL_NAMES
 
 
 def max_dim(name: str) -> int:

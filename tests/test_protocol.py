@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
+from _support import IMPL_NAMES
 
 from affbench import protocol, reference, registry
 from affbench.protocol import MAX_ELEMENTS, KernelImpl, check_backward, check_forward
-from _support import IMPL_NAMES
 
 N, K, M = 3, 4, 5
 

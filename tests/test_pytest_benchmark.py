@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from affbench import results
-from affbench.pytest_import import convert
 from affbench.pytest_plugin import pytest_benchmark_update_machine_info
-from affbench.results import ResultsError
+from affbench.store import results
+from affbench.store.pytest_import import convert
+from affbench.store.results import ResultsError
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

@@ -6,9 +6,10 @@ import json
 import subprocess
 import sys
 
-from affbench import registry, results
-from affbench.sweep import expand, preset
-from affbench.threads import max_threads
+from affbench import registry
+from affbench.engine.sweep import expand, preset
+from affbench.measure.threads import max_threads
+from affbench.store import results
 
 
 def test_quick_preset_runs_and_writes_everything(tmp_path):

@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
+from _support import BUILTINS
 
 from affbench import registry
 from affbench.protocol import AffineImpl, KernelImpl
-from _support import BUILTINS
 
 
 class _Plugin(KernelImpl):

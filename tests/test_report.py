@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.synthetic import crossover_batch, make_run
 
-from affbench import cli, results
+from affbench import cli
 from affbench.report import crossover, tables
 from affbench.report.data import load_run
 from affbench.report.document import column_table_markdown
-from helpers.synthetic import crossover_batch, make_run
+from affbench.store import results
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["Who wins where", "Warnings", "Environment", "Verification", "Results: forward pass", "Results: backward pass",

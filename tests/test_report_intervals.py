@@ -10,12 +10,13 @@ import re
 
 import pandas as pd
 import pytest
+from helpers.synthetic import make_run
 
-from affbench import cli, results
-from affbench.intervals import Interval
+from affbench import cli
+from affbench.measure.intervals import Interval
 from affbench.report import crossover, fmt, plots, sections, speedup, tables
 from affbench.report.document import Table
-from helpers.synthetic import make_run
+from affbench.store import results
 
 BAND = 0.02
 

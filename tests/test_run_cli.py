@@ -13,8 +13,8 @@ import pytest
 
 from affbench import cli, registry
 from affbench.commands import run as run_cmd
-from affbench.sweep import PRESETS
-from affbench.threads import max_threads
+from affbench.engine.sweep import PRESETS
+from affbench.measure.threads import max_threads
 
 GOOD = ["--impl", "numpy", "--pass", "forward", "--dtype", "float64", "--batch", "1", "--layer", "8:4",
         "--threads", "1", "--budget", "0.01", "--no-report", "--no-progress"]

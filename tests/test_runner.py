@@ -23,12 +23,15 @@ import numba
 import numpy as np
 import pytest
 
-from affbench import calls, cli, load, registry, results, runner, rundir
+from affbench import cli, registry
+from affbench.engine import calls, rundir, runner
+from affbench.engine.sweep import Case, Sweep, expand
+from affbench.measure import load
+from affbench.measure.threads import max_threads
+from affbench.measure.timing import Plan
 from affbench.protocol import KernelImpl
-from affbench.results import COLUMNS, STATUSES, read_rows
-from affbench.sweep import Case, Sweep, expand
-from affbench.threads import max_threads
-from affbench.timing import Plan
+from affbench.store import results
+from affbench.store.results import COLUMNS, STATUSES, read_rows
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--impl", "numpy,numba-serial", "--pass", "forward", "--dtype", "float64", "--batch", "1,4",
@@ -521,8 +524,8 @@ def test_a_run_under_background_load_carries_the_noisy_machine_warning(tmp_path,
 
 
 def test_the_report_shows_the_load_warnings(tmp_path):
-    from affbench.report.sections import warnings_for
     from affbench.report.data import load_run
+    from affbench.report.sections import warnings_for
 
     out = tmp_path / "run"
     out.mkdir()
@@ -635,7 +638,7 @@ def test_pure_python_rate_is_flat_so_any_basis_predicts(tmp_path):
 
 def test_a_timeout_skips_larger_cases_of_the_same_kind(tmp_path):
     from affbench import registry
-    from affbench.timing import Timed
+    from affbench.measure.timing import Timed
 
     impls = {"naive": registry.get("naive")}
     engine = runner.Engine(runner.RunOptions(sweep=Sweep(case_timeout_s=5.0), report=False, progress=False),

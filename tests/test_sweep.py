@@ -1,4 +1,4 @@
-"""affbench.sweep: expanding axes into cases, the option parsers, TOML configs and presets."""
+"""affbench.engine.sweep: expanding axes into cases, the option parsers, TOML configs and presets."""
 
 from __future__ import annotations
 
@@ -6,10 +6,22 @@ from types import SimpleNamespace
 
 import pytest
 
-from affbench import registry, runner
+from affbench import registry
+from affbench.engine import runner
+from affbench.engine.sweep import (
+    PRESETS,
+    Case,
+    Sweep,
+    expand,
+    load_config,
+    parse_layer,
+    parse_positive_int,
+    parse_threads,
+    preset,
+    resolve_threads,
+    uses_threads,
+)
 from affbench.errors import UsageError
-from affbench.sweep import (PRESETS, Case, Sweep, expand, load_config, parse_layer, parse_positive_int,
-                            parse_threads, preset, resolve_threads, uses_threads)
 
 FAKE_IMPLS = {
     "py": SimpleNamespace(name="py", backend="python"),

@@ -1,4 +1,4 @@
-"""affbench.timing: statistics on known samples, and the sampling loops driven by a fake clock.
+"""affbench.measure.timing: statistics on known samples, and the sampling loops driven by a fake clock.
 
 The fake clock only moves when a fake call runs (by that call's cost), so every repeat count,
 sample and stopping decision is exact and the tests take no real time.
@@ -13,9 +13,23 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from affbench.timing import (NOISE_CV_THRESHOLD, Plan, Stats, Timed, calibrate, clock_resolution, is_noisy, precision,
-                             round_plan, sample_round_robin, sample_rounds, should_stop, stop_reason, summarize,
-                             take_sample)
+from affbench.measure.timing import (
+    NOISE_CV_THRESHOLD,
+    Plan,
+    Stats,
+    Timed,
+    calibrate,
+    clock_resolution,
+    is_noisy,
+    precision,
+    round_plan,
+    sample_round_robin,
+    sample_rounds,
+    should_stop,
+    stop_reason,
+    summarize,
+    take_sample,
+)
 
 
 class FakeClock:

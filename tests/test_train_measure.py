@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from affbench import registry
-from affbench.intervals import Interval
+from affbench.measure.intervals import Interval
+from affbench.measure.timing import Plan
 from affbench.protocol import KernelImpl
-from affbench.timing import Plan
 from affbench.train import runner
 from affbench.train.data import synthetic
 from affbench.train.layers import SGD

@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+from _support import IMPL_NAMES
 
 from affbench import cli, reference, registry
 from affbench.protocol import KernelImpl
 from affbench.verify import C_TOLERANCE, check_exact, make_inputs, normwise_error, tolerance, verify
-from _support import IMPL_NAMES
 
 FAST_SHAPES = ((1, 1, 1), (0, 5, 3), (3, 5, 0), (7, 13, 11), (17, 31, 19))
 

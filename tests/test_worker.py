@@ -1,14 +1,15 @@
-"""Rounds in worker processes (affbench/worker.py): a round taken in a fresh process lands in
+"""Rounds in worker processes (affbench/engine/worker.py): a round taken in a fresh process lands in
 the parent's cases exactly as an in-process round would, timeouts carry across, and a dead
 worker costs a warning, not the run."""
 
 from __future__ import annotations
 
-from affbench import calls, registry, runner, worker
-from affbench.results import read_rows
-from affbench.rundir import RunOptions
-from affbench.sweep import Case, Sweep
-from affbench.timing import Plan
+from affbench import registry
+from affbench.engine import calls, runner, worker
+from affbench.engine.rundir import RunOptions
+from affbench.engine.sweep import Case, Sweep
+from affbench.measure.timing import Plan
+from affbench.store.results import read_rows
 
 
 def _engine(tmp_path, impls=("numpy", "numba-serial"), **plan):
@@ -71,7 +72,7 @@ def test_a_dead_worker_falls_back_to_this_process(tmp_path, monkeypatch):
 
 
 def test_run_records_where_rounds_ran(tmp_path):
-    from affbench.results import read_env
+    from affbench.store.results import read_env
 
     for workers in (True, False):
         out = tmp_path / f"run-{workers}"
@@ -107,7 +108,7 @@ def test_sigterm_during_a_worker_round_keeps_rows_and_leaves_no_worker(tmp_path,
     rc = proc.wait(timeout=60)
     err = proc.stderr.read()
     assert rc == 128 + signal.SIGTERM and "interrupted by SIGTERM" in err and "Traceback" not in err, err
-    leftover = subprocess.run(["pgrep", "-f", f"affbench.worker {job}"], capture_output=True, text=True)
+    leftover = subprocess.run(["pgrep", "-f", f"affbench.engine.worker {job}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""  # the worker went with its parent
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", "--resume", str(out), "--no-report", "--no-progress"]) == 0
@@ -117,7 +118,7 @@ def test_sigterm_during_a_worker_round_keeps_rows_and_leaves_no_worker(tmp_path,
 
 
 def _kernels_target():
-    from affbench.targets import Target
+    from affbench.engine.targets import Target
 
     return Target("tiny", 4, 16, 8, "float64", "ratio", 1.0, threads=1)
 

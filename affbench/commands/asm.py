@@ -3,7 +3,7 @@
 What LLVM made of a kernel decides its speed, and the assembly says it plainly. Numba does
 not let code loaded from its on-disk cache be inspected, so this command first turns that
 cache off for the chosen implementations' modules (in this process only; the cache files are
-left alone) and compiles every code path afresh (affbench.warmup): about half a minute per
+left alone) and compiles every code path afresh (affbench.engine.warmup): about half a minute per
 dtype for numba-tiled, seconds for the simple loops. It then reads each compiled function's
 assembly (Dispatcher.inspect_asm) and prints, per function, every loop that does
 floating-point arithmetic, one line per distinct instruction mix:
@@ -32,11 +32,12 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .. import registry, warmup
-from ..asm import Loop, LoopKind, kinds, loops
-from ..errors import UsageError
-from ..verify import DTYPES
-from .options import choose, split_list
+from affbench import registry
+from affbench.commands.options import choose, split_list
+from affbench.engine import warmup
+from affbench.errors import UsageError
+from affbench.measure.asm import Loop, LoopKind, kinds, loops
+from affbench.verify import DTYPES
 
 
 def configure(p: argparse.ArgumentParser) -> None:

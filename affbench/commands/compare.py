@@ -5,7 +5,7 @@ only one run, or not measured in both (failed, skipped, extrapolated...), are li
 dropped. Each matched case's change comes with a 95% interval built from the intervals the two
 runs recorded: for an implementation timed beside the baseline, the change of its ratio to the
 baseline (drift of the machine cancels in it); for the baseline, the change of its median time
-(see affbench/compare.py). A change is called only when its whole interval lies beyond
+(see affbench/report/compare.py). A change is called only when its whole interval lies beyond
 ±--min-change. Then: the geometric mean change per implementation, and every env.json entry
 that differs (CPU, versions, BLAS, threads...). Runs from different machines can be compared;
 the environment differences say how far to trust the ratios.
@@ -22,12 +22,12 @@ import math
 import sys
 from typing import Any, Mapping, TextIO
 
-from ..compare import DEFAULT_MIN_CHANGE, Comparison, compare_rows, parse_threshold
-from ..intervals import Interval
-from ..errors import UsageError
-from ..report import fmt
-from ..report.data import load_run
-from ..results import ResultsError
+from affbench.errors import UsageError
+from affbench.measure.intervals import Interval
+from affbench.report import fmt
+from affbench.report.compare import DEFAULT_MIN_CHANGE, Comparison, compare_rows, parse_threshold
+from affbench.report.data import load_run
+from affbench.store.results import ResultsError
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -4,15 +4,15 @@ Compiles numba-tiled first (timed apart, never inside a sample), then for each t
 samples the two kernels round-robin (numba-tiled, numpy, numba-tiled, ...) in rounds with
 fresh inputs: round 1 in this process, every later round in one fresh worker process for all
 targets still unsettled (as `run` does; --no-workers keeps them here), until the ratio's 95%
-interval is within 2% or the rounds run out (affbench.timing.should_stop), and judges the median of the paired ratios with its
+interval is within 2% or the rounds run out (affbench.measure.timing.should_stop), and judges the median of the paired ratios with its
 interval: PASS or MISS when the whole interval lies on one side of the limit, NEAR when it
 straddles it. Each kernel runs with its own
 thread pool at the target's thread count and the other pool held at 1
-(affbench.threads.threads_for). One line per target: the measured ratio (or 1-vs-2-thread
+(affbench.measure.threads.threads_for). One line per target: the measured ratio (or 1-vs-2-thread
 speedup), the target, PASS/MISS, and GFLOP/s with % of the nominal 2-core peak
 (2 x 16 FP64 / 32 FP32 FLOPs per cycle x 2.445 GHz; the boost clock is higher, so >100% is
 possible). A line whose samples varied by more than the noise threshold says "noisy", and
-other processes' CPU use during the measurement (affbench.load) is warned about at the end.
+other processes' CPU use during the measurement (affbench.measure.load) is warned about at the end.
 It reports; it is not a gate: the exit status is 0 even on a MISS.
 
 --parts also times forward() and backward() on their own, in the same round-robin, and prints
@@ -29,18 +29,41 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import load, registry, warmup, worker
-from ..errors import UsageError
-from .options import choose
-from ..reference import flops
-from ..calls import pass_call
-from ..targets import (BASELINE, GRID_LIMIT, SUBJECT, Outcome, Target, evaluate, grid, mentions, peak_gflops,
-                       rate_text, select)
-from ..threads import backend_of, max_threads, threads_for
-from ..intervals import DEFAULT_TARGET, Interval
-from ..timing import (NOISE_CV_THRESHOLD, Plan, Stats, Timed, active, precision, round_plan, sample_round_robin,
-                      settle, summarize)
-from ..verify import make_inputs
+from affbench import registry
+from affbench.commands.options import choose
+from affbench.engine import warmup, worker
+from affbench.engine.calls import pass_call
+from affbench.engine.targets import (
+    BASELINE,
+    GRID_LIMIT,
+    SUBJECT,
+    Outcome,
+    Target,
+    evaluate,
+    grid,
+    mentions,
+    peak_gflops,
+    rate_text,
+    select,
+)
+from affbench.errors import UsageError
+from affbench.measure import load
+from affbench.measure.intervals import DEFAULT_TARGET, Interval
+from affbench.measure.threads import backend_of, max_threads, threads_for
+from affbench.measure.timing import (
+    NOISE_CV_THRESHOLD,
+    Plan,
+    Stats,
+    Timed,
+    active,
+    precision,
+    round_plan,
+    sample_round_robin,
+    settle,
+    summarize,
+)
+from affbench.reference import flops
+from affbench.verify import make_inputs
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -67,14 +90,15 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def peak_note() -> str:
-    from ..environment import cpu, peak_cores, peak_gflops as env_peak
+    from affbench.measure.environment import cpu, peak_cores
+    from affbench.measure.environment import peak_gflops as env_peak
 
     info = cpu()
     return env_peak(info, peak_cores(info))["how"]
 
 
 def _compile(impl) -> float:
-    """Every code path once per dtype (affbench.warmup); compile or cache-load seconds."""
+    """Every code path once per dtype (affbench.engine.warmup); compile or cache-load seconds."""
     return sum(warmup.first_calls(impl, dt) for dt in ("float32", "float64"))
 
 
@@ -136,7 +160,7 @@ def _in_process_round(m: Measurement, per_round: Plan) -> None:
 
 
 def _job(todo: list[Measurement], per_round: Plan) -> tuple[dict[str, Any], list[list[Timed]]]:
-    """A worker job (affbench/worker.py) for one round of ``todo``: one group per target and
+    """A worker job (affbench/engine/worker.py) for one round of ``todo``: one group per target and
     pass; and, per group, the Timed each result entry belongs to."""
     groups, owners = [], []
     for m in todo:
@@ -158,7 +182,7 @@ def _job(todo: list[Measurement], per_round: Plan) -> tuple[dict[str, Any], list
 
 
 def take_rounds(measurements: list[Measurement], plan: Plan, workers: bool = True) -> int:
-    """Every target's rounds until each settles (affbench.timing.should_stop). Round 1 runs
+    """Every target's rounds until each settles (affbench.measure.timing.should_stop). Round 1 runs
     here (it calibrates the repeat counts); later rounds, one fresh worker process per round
     for all unsettled targets, so that a process's lasting state lands inside the interval
     (docs/measurement.md). Returns the number of worker failures (each round retaken here)."""
@@ -232,7 +256,7 @@ def _part_line(target: Target, pass_: str, num: Stats, den: Stats, ratio: Interv
 
 
 def _grid_targets(args: argparse.Namespace) -> list[Target]:
-    from ..sweep import preset
+    from affbench.engine.sweep import preset
 
     passes = tuple(choose("--pass", args.pass_, PASSES) or preset("default").passes)
     chosen = grid(passes, tuple(sorted({1, max_threads()})))
@@ -249,7 +273,7 @@ def execute(args: argparse.Namespace) -> int:
     targets = _grid_targets(args) if args.grid else select(args.quick, args.case)
     if not targets:
         raise UsageError("--case matched no " + ("cell of the grid" if args.grid else
-                                                 "target; see affbench/targets.py for the table"))
+                                                 "target; see affbench/engine/targets.py for the table"))
     need = max(t.threads for t in targets)
     if max_threads() < need:
         print(f"note: Numba's pool has {max_threads()} thread(s); targets ask for {need}", file=sys.stderr)

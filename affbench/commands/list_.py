@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import registry
-from ..sweep import PRESETS
+from affbench import registry
+from affbench.engine.sweep import PRESETS
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..errors import UsageError
+from affbench.errors import UsageError
 
 
 def split_list(values: Sequence[str] | None) -> list[str] | None:

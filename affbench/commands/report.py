@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UsageError
-from ..registry import BASELINE
-from ..results import ResultsError
+from affbench.errors import UsageError
+from affbench.registry import BASELINE
+from affbench.store.results import ResultsError
 
 DEFAULT_DIR = Path("reports") / "latest"
 
@@ -36,7 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from ..report import build_report, ReportError
+    from affbench.report import ReportError, build_report
 
     if args.from_pytest_benchmark:
         args.dir, args.out = str(_convert(args)), None
@@ -61,15 +61,15 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def _is_train_dir(directory: str) -> bool:
-    from ..results import RESULTS_FILE
-    from ..train.output import is_train_dir
+    from affbench.store.results import RESULTS_FILE
+    from affbench.train.output import is_train_dir
 
     return is_train_dir(directory) and not (Path(directory) / RESULTS_FILE).exists()
 
 
 def _train_report(args: argparse.Namespace) -> int:
     """A `train` directory: report.md and figures rewritten in place from its files."""
-    from ..train import report as train_report
+    from affbench.train import report as train_report
 
     if args.out or args.baseline:
         raise UsageError(f"{args.dir} is a train directory: its report is rewritten in place "
@@ -85,7 +85,7 @@ def _train_report(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> Path:
     """The run directory made from a pytest-benchmark file; never an existing one."""
-    from ..pytest_import import convert
+    from affbench.store.pytest_import import convert
 
     if args.dir != str(DEFAULT_DIR):
         raise UsageError("--from-pytest-benchmark: give the run directory to create with --out, not as DIR")

@@ -22,11 +22,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .. import registry, runner
-from ..errors import UsageError
-from ..sweep import DTYPES, PASSES, PRESETS, Sweep, load_config, parse_layer, parse_positive_int, parse_threads, preset
-from ..threads import max_threads
-from .options import choose, split_list
+from affbench import registry
+from affbench.commands.options import choose, split_list
+from affbench.engine import runner
+from affbench.engine.sweep import (
+    DTYPES,
+    PASSES,
+    PRESETS,
+    Sweep,
+    load_config,
+    parse_layer,
+    parse_positive_int,
+    parse_threads,
+    preset,
+)
+from affbench.errors import UsageError
+from affbench.measure.threads import max_threads
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -188,5 +199,19 @@ def execute(args: argparse.Namespace) -> int:
         workers=not args.no_workers,
         command=["python", "-m", "affbench", *sys.argv[1:]],
     )
-    _, status = runner.run(options)
+    run_dir, status = runner.run(options)
+    if options.report and status < 128:  # not after an interruption (128 + signal): --resume finishes first
+        write_report(run_dir)
     return status
+
+
+def write_report(run_dir: Path) -> None:
+    """The report from the files the run wrote; the results are safe whatever happens here."""
+    try:
+        from affbench.report import build_report
+
+        paths = build_report(run_dir)
+        print(f"report: {getattr(paths, 'markdown', '')} and {getattr(paths, 'html', '')}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the results are safe; say why the report is not
+        print(f"report could not be written ({type(exc).__name__}: {exc}); "
+              f"try: python -m affbench report {run_dir}", file=sys.stderr)

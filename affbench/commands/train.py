@@ -26,21 +26,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .. import environment, load, registry, results
-from ..errors import UsageError
-from ..rundir import DEFAULT_ROOT, new_run_dir
-from ..sweep import DTYPES, parse_positive_int, parse_threads
-from ..threads import max_threads
-from .options import choose, split_list
-from .run import _positive_float, parse_rounds
+from affbench import registry
+from affbench.commands.options import choose, split_list
+from affbench.commands.run import _positive_float, parse_rounds
+from affbench.engine.rundir import DEFAULT_ROOT, new_run_dir
+from affbench.engine.sweep import DTYPES, parse_positive_int, parse_threads
+from affbench.errors import UsageError
+from affbench.measure import environment, load
+from affbench.measure.threads import max_threads
+from affbench.store import results
 
 #: naive is refused when its predicted share of the run is longer than this
 NAIVE_LIMIT_S = 60.0
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from ..train.networks import NETWORKS
-    from ..train.runner import DEFAULT_IMPLS, DEFAULT_PLAN
+    from affbench.train.networks import NETWORKS
+    from affbench.train.runner import DEFAULT_IMPLS, DEFAULT_PLAN
 
     nets = ", ".join(f"{n} ({s.description})" for n, s in NETWORKS.items())
     p.add_argument("--network", action="append", metavar="NAME[,NAME]", help=f"networks (default: all): {nets}")
@@ -73,8 +75,8 @@ def _non_negative_int(option: str, text: str) -> int:
 
 def settings_from(args: argparse.Namespace):
     """Every option checked (UsageError naming it) before anything runs."""
-    from ..train.networks import NETWORKS
-    from ..train.runner import DEFAULT_IMPLS, DEFAULT_PLAN, Settings
+    from affbench.train.networks import NETWORKS
+    from affbench.train.runner import DEFAULT_IMPLS, DEFAULT_PLAN, Settings
 
     nets = choose("--network", args.network, NETWORKS) or list(NETWORKS)
     known = registry.names()
@@ -99,7 +101,7 @@ def settings_from(args: argparse.Namespace):
 
 def _out_dir(args: argparse.Namespace) -> Path | None:
     """Where to write, checked (nothing created yet); None: a new reports/<stamp>-train/."""
-    from ..train.output import SUBDIR
+    from affbench.train.output import SUBDIR
 
     if args.out and args.into:
         raise UsageError("--out and --into: give one")
@@ -120,8 +122,8 @@ def _out_dir(args: argparse.Namespace) -> Path | None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from ..train import data, output, report
-    from ..train.runner import predicted_naive_s, run
+    from affbench.train import data, output, report
+    from affbench.train.runner import predicted_naive_s, run
 
     settings = settings_from(args)
     if "naive" in settings.impls:
@@ -166,7 +168,7 @@ def execute(args: argparse.Namespace) -> int:
         print(f"WARNING: {w}")
     print(f"wrote {out / output.TRAIN_FILE}, {out / output.CURVES_FILE}, {md} and figures in {out / report.FIGURES_DIR}")
     if args.into:
-        from ..report import build_report
+        from affbench.report import build_report
 
         paths = build_report(Path(args.into))
         print(f"rebuilt {paths.markdown} and {paths.html} with a training section")

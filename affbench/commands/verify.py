@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import registry
-from ..verify import DTYPES, VerifyReport, verify
-from .options import choose
+from affbench import registry
+from affbench.commands.options import choose
+from affbench.verify import DTYPES, VerifyReport, verify
 
 
 def configure(p: argparse.ArgumentParser) -> None:

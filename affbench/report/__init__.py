@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-from .. import results
-from ..registry import BASELINE
+from affbench.registry import BASELINE
+from affbench.store import results
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -45,9 +45,9 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     error (ReportError); otherwise the report is made without speedups and says why.
     Raises results.ResultsError for an unreadable run directory.
     """
-    from . import fmt, plots, sections, speedup, tables
-    from .data import load_run
-    from .document import Heading, Para, Warning, to_html, to_markdown
+    from affbench.report import fmt, plots, sections, speedup, tables
+    from affbench.report.data import load_run
+    from affbench.report.document import Heading, Para, Warning, to_html, to_markdown
 
     run = load_run(run_dir)
     df = run.frame()

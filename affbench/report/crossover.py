@@ -22,8 +22,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..intervals import DEFAULT_TARGET, Interval
-from . import speedup, tables
+from affbench.measure.intervals import DEFAULT_TARGET, Interval
+from affbench.report import speedup, tables
 
 GROUP = ["impl", "pass", "dtype", "in_features", "out_features", "threads"]
 _iv = tables.interval_of  # a speedups row as an Interval (unknown ends infinite)

@@ -2,7 +2,7 @@
 
 Everything a user can get wrong (a missing or empty directory, an empty or truncated
 results.csv, a file from another schema version, broken JSON) raises
-:class:`affbench.results.ResultsError` with a message that names the file and the fault.
+:class:`affbench.store.results.ResultsError` with a message that names the file and the fault.
 Problems that still leave something to report (no env.json, an unreadable verify.csv, a torn
 last line dropped) become ``warnings`` on the loaded run instead.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import results
-from ..results import ResultsError
+from affbench.store import results
+from affbench.store.results import ResultsError
 
 VERIFY_COLUMNS = ("impl", "dtype", "case", "quantity", "error", "tolerance", "passed", "detail")
 

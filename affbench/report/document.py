@@ -163,7 +163,7 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
 
 def column_table_markdown() -> str:
     """The results.csv column table for reports/README.md, generated from results.COLUMNS."""
-    from ..results import COLUMNS
+    from affbench.store.results import COLUMNS
 
     lines = ["| column | meaning |", "|---|---|"]
     lines += [f"| `{name}` | {_md_cell(meaning)} |" for name, meaning in COLUMNS.items()]

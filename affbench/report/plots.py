@@ -28,8 +28,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from ..intervals import DEFAULT_TARGET
-from . import fmt, tables
+from affbench.measure.intervals import DEFAULT_TARGET
+from affbench.report import fmt, tables
 
 DPI = 110
 _PALETTE = ["#000000", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",

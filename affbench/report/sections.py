@@ -8,11 +8,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from .. import results
-from ..intervals import DEFAULT_TARGET
-from . import crossover, fmt, tables
-from .data import Run
-from .document import Block, Bullets, Heading, Image, Para, Table, Warning
+from affbench.measure.intervals import DEFAULT_TARGET
+from affbench.report import crossover, fmt, tables
+from affbench.report.data import Run
+from affbench.report.document import Block, Bullets, Heading, Image, Para, Table, Warning
+from affbench.store import results
 
 EXTRAP_NOTE = ("Rows marked *~ … (extrapolated)* are **predictions** from smaller measured sizes, not "
                "measurements; the `error` column of results.csv says what each prediction was based on.")
@@ -329,7 +329,8 @@ def problem_blocks(df: pd.DataFrame) -> list[Block]:
 
 def training_blocks(run: Run) -> list[Block]:
     """The training section, when the run directory holds a `train --into` directory."""
-    from ..train import output, report as train_report
+    from affbench.train import output
+    from affbench.train import report as train_report
 
     train_dir = run.directory / output.SUBDIR
     if not output.is_train_dir(train_dir):

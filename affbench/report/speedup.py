@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from ..intervals import DEFAULT_TARGET, Interval, is_tie, ratio_of_intervals
-from ..registry import BASELINE
-from ..results import _finite, recorded_ratio, time_interval
+from affbench.measure.intervals import DEFAULT_TARGET, Interval, is_tie, ratio_of_intervals
+from affbench.registry import BASELINE
+from affbench.store.results import _finite, recorded_ratio, time_interval
 
 #: The implementation every schema-2 ``ratio`` is measured against.
 RATIO_BASELINE = BASELINE

@@ -13,9 +13,9 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ..intervals import DEFAULT_TARGET, Interval
-from ..results import time_interval
-from . import speedup
+from affbench.measure.intervals import DEFAULT_TARGET, Interval
+from affbench.report import speedup
+from affbench.store.results import time_interval
 
 #: A case's shape and settings, without the implementation.
 SHAPE_COLUMNS = ["pass", "dtype", "batch", "in_features", "out_features", "threads"]
@@ -343,7 +343,7 @@ def _load(v: Any) -> str:
 
 
 def _secs(v: Any) -> str:
-    from .fmt import seconds
+    from affbench.report.fmt import seconds
 
     return seconds(v) if isinstance(v, (int, float)) else ("?" if v is None else str(v))
 

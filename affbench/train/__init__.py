@@ -9,6 +9,6 @@ training step. Modules, one concern each:
 - ``data``: scikit-learn's digits (the optional ``train`` extra) and MNIST-shaped synthetic data;
 - ``loop``: one training step (with optional laps per part), loss curves, accuracy;
 - ``agreement``: the tolerance within which every implementation's loss must follow numpy's;
-- ``measure``: time per step with its 95% interval and the Affine share, through affbench.timing;
+- ``measure``: time per step with its 95% interval and the Affine share, through affbench.measure.timing;
 - ``figures`` and ``output``: the figures and the run directory (train.csv, env.json, report.md).
 """

@@ -31,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..protocol import KernelImpl
-from ..verify import tolerance as product_tolerance
+from affbench.protocol import KernelImpl
+from affbench.verify import tolerance as product_tolerance
 
 #: How far beyond numpy's own nudged run an implementation may go.
 MARGIN = 10.0
@@ -66,7 +66,7 @@ class NudgedNumpy(KernelImpl):
 
     name = "numpy (nudged)"
     description = "numpy with one rounding error of noise on every output"
-    backend = "blas"  # affbench.threads: its products run on BLAS, like numpy's
+    backend = "blas"  # affbench.measure.threads: its products run on BLAS, like numpy's
 
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)

@@ -16,9 +16,9 @@ from typing import Any, Sequence
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..report.plots import DPI, style_map
-from .loop import PARTS
-from .output import NUDGED, part_column
+from affbench.report.plots import DPI, style_map
+from affbench.train.loop import PARTS
+from affbench.train.output import NUDGED, part_column
 
 #: Affine parts in strong colours, the rest in muted ones.
 PART_COLOURS = {"affine forward": "#1f77b4", "affine backward": "#ff7f0e", "relu": "#9edae5",

@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from .data import Dataset
-from .layers import SGD, Momentum
-from .networks import Network
+from affbench.train.data import Dataset
+from affbench.train.layers import SGD, Momentum
+from affbench.train.networks import Network
 
 #: The parts of a step, in the order the stacked bar draws them.
 PARTS = ("affine forward", "affine backward", "relu", "softmax-with-loss", "update", "batch", "other")

@@ -1,7 +1,7 @@
 """Time per training step, with its 95% interval, and where the step's time goes.
 
-Built on the suite's timing machinery (affbench.timing): every implementation's step is a
-:class:`~affbench.timing.Timed` case, sampled round-robin with the others in rounds
+Built on the suite's timing machinery (affbench.measure.timing): every implementation's step is a
+:class:`~affbench.measure.timing.Timed` case, sampled round-robin with the others in rounds
 (``sample_rounds``) until the median and the ratio to numpy are known within the plan's target
 or the plan runs out; the ratio is the median of samples paired within a rotation, so a shared
 machine's drift cancels. Each case runs under ``threads_for`` (its own pool at ``threads``, the
@@ -24,10 +24,10 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..intervals import Interval, rounds_interval
-from ..threads import ThreadState, backend_of, threads_for
-from ..timing import Plan, Timed, precision, sample_rounds, stop_reason
-from .loop import PARTS, Laps, Trainer, affine_share
+from affbench.measure.intervals import Interval, rounds_interval
+from affbench.measure.threads import ThreadState, backend_of, threads_for
+from affbench.measure.timing import Plan, Timed, precision, sample_rounds, stop_reason
+from affbench.train.loop import PARTS, Laps, Trainer, affine_share
 
 
 @dataclass

@@ -23,10 +23,10 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ..layer import Affine
-from ..protocol import AffineImpl
-from ..reference import numerical_gradient as _numerical_gradient
-from .layers import SGD, Momentum, ReLU, SoftmaxWithLoss
+from affbench.layer import Affine
+from affbench.protocol import AffineImpl
+from affbench.reference import numerical_gradient as _numerical_gradient
+from affbench.train.layers import SGD, Momentum, ReLU, SoftmaxWithLoss
 
 
 class Laps(Protocol):

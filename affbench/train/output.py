@@ -11,11 +11,11 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from ..results import ResultsError
-from .loop import PARTS
+from affbench.store.results import ResultsError
+from affbench.train.loop import PARTS
 
 if TYPE_CHECKING:  # the report reads these files without the training machinery
-    from .runner import NetworkResult, Settings
+    from affbench.train.runner import NetworkResult, Settings
 
 TRAIN_FILE = "train.csv"
 CURVES_FILE = "curves.csv"
@@ -41,7 +41,7 @@ COLUMNS: dict[str, str] = {
     "threads": "threads asked for",
     "numba_threads": "Numba's pool size in effect while timed",
     "blas_threads": "BLAS pool size in effect while timed",
-    "compile_s": "JIT compile (or cache load) seconds of the implementation, timed apart (affbench.warmup)",
+    "compile_s": "JIT compile (or cache load) seconds of the implementation, timed apart (affbench.engine.warmup)",
     "median_s": "median seconds per training step (batch, forward, backward, update)",
     "ci_low_s": "95% interval of median_s, low end",
     "ci_high_s": "95% interval of median_s, high end",
@@ -56,7 +56,7 @@ COLUMNS: dict[str, str] = {
     "n_samples": "timing samples of the step",
     "rounds": "rounds the samples were taken in",
     "lapped_steps": "steps timed part by part for the shares",
-    "stopped": "why sampling stopped (affbench.timing.stop_reason)",
+    "stopped": "why sampling stopped (affbench.measure.timing.stop_reason)",
     "iterations": "steps of the loss curve",
     "final_loss": "loss of the curve's last step",
     "max_rel_diff": "largest relative loss difference from numpy's curve",

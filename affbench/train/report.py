@@ -9,10 +9,10 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..report import fmt
-from ..report.document import Block, Bullets, Heading, Image, Para, Table, Warning, to_markdown
-from . import figures
-from .output import read
+from affbench.report import fmt
+from affbench.report.document import Block, Bullets, Heading, Image, Para, Table, Warning, to_markdown
+from affbench.train import figures
+from affbench.train.output import read
 
 REPORT_MD = "report.md"
 FIGURES_DIR = "figures"
@@ -127,7 +127,7 @@ def blocks(rows: Sequence[dict[str, Any]], env: dict[str, Any], loss_fig: Path |
     compile_s = {r["impl"]: r.get("compile_s") for r in rows}
     out.append(Bullets([
         "Time per step: one training step (draw a batch, forward, softmax-with-loss, backward, update), median "
-        "with its 95% interval, sampled round-robin with numpy in rounds (affbench.timing); the speedup is the "
+        "with its 95% interval, sampled round-robin with numpy in rounds (affbench.measure.timing); the speedup is the "
         "median of paired samples. Compile time is measured apart: "
         + ", ".join(f"{k} {fmt.seconds(v)}" for k, v in compile_s.items() if _finite(v)) + ".",
         "Affine share: the fraction of a step in the Affine layers' forward and backward, from steps timed part "

@@ -19,17 +19,18 @@ from typing import Callable
 
 import numpy as np
 
-from .. import registry, warmup
-from ..protocol import AffineImpl
-from ..reference import flops
-from ..threads import backend_of, max_threads, threads_for
-from ..timing import Plan
-from . import agreement
-from .agreement import Agreement, Tolerance
-from .data import DIGITS_SAMPLES, Dataset, digits, synthetic
-from .loop import Trainer
-from .measure import StepTiming, measure
-from .networks import NETWORKS, NetworkSpec, build
+from affbench import registry
+from affbench.engine import warmup
+from affbench.measure.threads import backend_of, max_threads, threads_for
+from affbench.measure.timing import Plan
+from affbench.protocol import AffineImpl
+from affbench.reference import flops
+from affbench.train import agreement
+from affbench.train.agreement import Agreement, Tolerance
+from affbench.train.data import DIGITS_SAMPLES, Dataset, digits, synthetic
+from affbench.train.loop import Trainer
+from affbench.train.measure import StepTiming, measure
+from affbench.train.networks import NETWORKS, NetworkSpec, build
 
 BASELINE = registry.BASELINE
 #: Implementations timed unless --impl says otherwise: the baseline and the suite's fast kernel,
@@ -124,7 +125,7 @@ def predicted_naive_s(settings: Settings) -> float:
 
 
 def compile_all(impls: tuple[str, ...], dtype: str, threads: int, log: Callable[[str], None]) -> dict[str, float]:
-    """First calls of every JIT implementation on every code path (affbench.warmup), timed
+    """First calls of every JIT implementation on every code path (affbench.engine.warmup), timed
     apart; 0 for the others (nothing to compile, and naive would spend seconds on the probes)."""
     out = {}
     for name in impls:

@@ -1,6 +1,6 @@
 """Synthetic run directories for testing report and compare without timing anything.
 
-``make_run(dir)`` writes results.csv (through affbench.results.ResultsWriter), env.json and
+``make_run(dir)`` writes results.csv (through affbench.store.results.ResultsWriter), env.json and
 verify.csv with a simple, known time model:
 
     t(impl, N, K, M) = overhead(impl) + flops / rate(impl, dtype, threads)
@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from affbench import results
+from affbench.store import results
 
 #: impl -> (overhead seconds, float64 GFLOP/s at 1 thread, parallel: scales with threads)
 MODEL: dict[str, tuple[float, float, bool]] = {

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, malloc_env, pool_env
+from affbench.measure import malloc_env, pool_env
+from affbench.version import __version__
 
 _collectors: list[Callable[[], dict[str, Any]]] = []
 
@@ -168,7 +169,7 @@ def software() -> dict[str, Any]:
 
 
 def collect(command: list[str] | None = None) -> dict[str, Any]:
-    from .threads import thread_env_vars
+    from affbench.measure.threads import thread_env_vars
 
     c = cpu()
     env: dict[str, Any] = {

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from . import reference
-from .errors import UsageError
-from .timing import Plan
-from .verify import DTYPES
+from affbench import reference
+from affbench.errors import UsageError
+from affbench.measure.timing import Plan
+from affbench.verify import DTYPES
 
 try:
     import tomllib
@@ -42,7 +42,7 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        from .results import case_id
+        from affbench.store.results import case_id
 
         return case_id(self.impl, self.pass_, self.dtype, self.batch, self.in_features, self.out_features, self.threads)
 
@@ -191,7 +191,7 @@ def resolve_threads(values: Iterable[int | str], max_threads: int) -> tuple[int,
 
 def uses_threads(impl: Any) -> bool:
     """Does more than one thread change anything for this implementation?"""
-    from .threads import backend_of
+    from affbench.measure.threads import backend_of
 
     backend = backend_of(impl)
     if backend == "blas":

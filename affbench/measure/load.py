@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .timing import Plan, Timed, sample_round_robin, summarize
+from affbench.measure.timing import Plan, Timed, sample_round_robin, summarize
 
 #: Calibration drift (end vs start) above this fraction is reported.
 DRIFT_LIMIT = 0.25

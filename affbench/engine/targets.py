@@ -12,21 +12,21 @@ import math
 import re
 from dataclasses import dataclass
 
-from . import registry
-from .intervals import Interval
-from .reference import flops
+from affbench import registry
+from affbench.measure.intervals import Interval
+from affbench.reference import flops
 
 SUBJECT = "numba-tiled"
 BASELINE = registry.BASELINE
 
 
 def peak_gflops(dtype: str, cpu: dict | None = None, cores: int | None = None) -> float:
-    """This machine's theoretical FMA peak in GFLOP/s (affbench.environment.peak_gflops; 78.2
+    """This machine's theoretical FMA peak in GFLOP/s (affbench.measure.environment.peak_gflops; 78.2
     FP64 / 156.5 FP32 on the 2-core 2.445 GHz machine of shared/FACTS.md); NaN when unknown.
 
     The boost clock is above the nominal one, so a kernel can measure above 100%.
     """
-    from . import environment
+    from affbench.measure import environment
 
     info = cpu or environment.cpu()
     peak = environment.peak_gflops(info, cores or environment.peak_cores(info))
@@ -107,7 +107,7 @@ class Outcome:
     t_num: float  # median seconds per step of the numerator / denominator kernel
     t_den: float
     cv: float = math.nan  # the larger coefficient of variation of the two kernels' samples
-    #: 95% interval of value (paired samples, affbench.intervals); None when not measured so
+    #: 95% interval of value (paired samples, affbench.measure.intervals); None when not measured so
     interval: Interval | None = None
 
     @property
@@ -123,7 +123,7 @@ class Outcome:
 
     @property
     def noisy(self) -> bool:
-        from .timing import NOISE_CV_THRESHOLD
+        from affbench.measure.timing import NOISE_CV_THRESHOLD
 
         return bool(self.cv > NOISE_CV_THRESHOLD)
 
@@ -177,7 +177,7 @@ GRID_LIMIT = 1.05
 def grid(passes: tuple[str, ...], threads: tuple[int, ...], limit: float = GRID_LIMIT) -> list[Target]:
     """One ratio target per cell of the default preset's grid: every layer, batch and dtype of
     the preset, for each of ``passes`` and ``threads``."""
-    from .sweep import preset
+    from affbench.engine.sweep import preset
 
     sweep = preset("default")
     return [Target(f"{p} N={n} {k}->{m} t={t}", n, k, m, dt, "ratio", limit, threads=t, pass_=p)

@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from . import threads
+from affbench.measure import threads
 
 
 class CaseTimeout(Exception):

@@ -19,11 +19,13 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import __version__, reference, results
-from .timing import NOISE_CV_THRESHOLD
-from .results import ResultsError, ResultsWriter
+from affbench import reference
+from affbench.measure.timing import NOISE_CV_THRESHOLD
+from affbench.store import results
+from affbench.store.results import ResultsError, ResultsWriter
+from affbench.version import __version__
 
-#: cv above which a case is flagged noisy (the same value as affbench.timing's default).
+#: cv above which a case is flagged noisy (the same value as affbench.measure.timing's default).
 
 #: extra_info key -> param names tried after it (test_affine_bench's parametrization).
 _CASE_KEYS: dict[str, tuple[str, ...]] = {
@@ -157,7 +159,7 @@ def convert(json_path: str | Path, out_dir: str | Path) -> Path:
     """Write ``results.csv`` and ``env.json`` for the pytest-benchmark JSON ``json_path`` into
     ``out_dir`` (created if needed; it must not hold a results.csv already). Returns out_dir.
 
-    Raises :class:`affbench.results.ResultsError`, naming the file, when the JSON is missing,
+    Raises :class:`affbench.store.results.ResultsError`, naming the file, when the JSON is missing,
     not valid JSON, not pytest-benchmark output, or holds no affbench benchmark.
     """
     path = Path(json_path)

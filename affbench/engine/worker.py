@@ -12,7 +12,7 @@ The parent (``runner``) keeps every decision: which cases run, their repeat coun
 remains of their timeouts, when they stop. A worker only takes samples. The job and the
 result are JSON files; the worker reports progress on stderr, one line per group.
 
-Run by the parent as ``python -m affbench.worker JOB RESULT``.
+Run by the parent as ``python -m affbench.engine.worker JOB RESULT``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def job_for(states: Sequence[Any], plan: Any, isolate_threads: bool, case_timeou
     """What a worker needs for one round of ``states`` (runner.GroupState): per group its
     size and the cases that take this round, each with its repeat count and what is left of
     its timeout."""
-    from .timing import active
+    from affbench.measure.timing import active
 
     groups = []
     for state in states:
@@ -58,7 +58,7 @@ def job_for(states: Sequence[Any], plan: Any, isolate_threads: bool, case_timeou
 
 def append_round(timed: Any, entry: dict[str, Any]) -> None:
     """Append one case's samples from a worker's round (as sample_round_robin would have)."""
-    from .calls import CaseTimeout
+    from affbench.engine.calls import CaseTimeout
 
     if entry["samples"]:
         timed.rounds.append(list(entry["samples"]))
@@ -92,7 +92,7 @@ def run_job(job: dict[str, Any], scratch: Path, on_group: Callable[[int], None] 
     job_path, result_path = scratch / "job.json", scratch / "result.json"
     result_path.unlink(missing_ok=True)
     job_path.write_text(json.dumps(job))
-    proc = subprocess.Popen([sys.executable, "-m", "affbench.worker", str(job_path), str(result_path)],
+    proc = subprocess.Popen([sys.executable, "-m", "affbench.engine.worker", str(job_path), str(result_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     tail: list[str] = []
     try:
@@ -121,10 +121,11 @@ def run_job(job: dict[str, Any], scratch: Path, on_group: Callable[[int], None] 
 
 # --------------------------------------------------------------------------- the worker
 def _sample_group(group: dict[str, Any], plan: Any, isolate: bool) -> dict[str, Any]:
-    from . import registry, threads
-    from .calls import CaseClock, pass_call
-    from .timing import Timed, sample_round_robin
-    from .verify import make_inputs
+    from affbench import registry
+    from affbench.engine.calls import CaseClock, pass_call
+    from affbench.measure import threads
+    from affbench.measure.timing import Timed, sample_round_robin
+    from affbench.verify import make_inputs
 
     x, W, b, dout = make_inputs(group["batch"], group["in_features"], group["out_features"], group["dtype"], seed=3)
     timed, clocks = [], []
@@ -145,10 +146,10 @@ def _sample_group(group: dict[str, Any], plan: Any, isolate: bool) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m affbench.worker JOB RESULT (run by `affbench run` and `affbench kernels`, not by hand)", file=sys.stderr)
+        print("usage: python -m affbench.engine.worker JOB RESULT (run by `affbench run` and `affbench kernels`, not by hand)", file=sys.stderr)
         return 2
-    import affbench  # noqa: F401  (first: thread-pool and allocator settings before NumPy loads)
-    from .timing import Plan
+    from affbench.measure import malloc_env, pool_env  # noqa: F401  (first: thread-pool and allocator settings before NumPy loads)
+    from affbench.measure.timing import Plan
 
     job = json.loads(Path(argv[0]).read_text())
     plan = Plan(**job["plan"])

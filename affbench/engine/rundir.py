@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import results
-from .errors import UsageError
-from .sweep import Sweep
+from affbench.engine.sweep import Sweep
+from affbench.errors import UsageError
+from affbench.store import results
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -34,7 +34,7 @@ class RunOptions:
     isolate_threads: bool = True
     report: bool = True
     progress: bool = True
-    #: rounds after the first in fresh worker processes (affbench/worker.py); False: all in this one
+    #: rounds after the first in fresh worker processes (affbench/engine/worker.py); False: all in this one
     workers: bool = True
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 

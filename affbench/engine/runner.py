@@ -5,7 +5,9 @@ Order of work for one run:
 2. verify the chosen implementations; one that fails is recorded as skipped, never timed;
 3. time the cases, smallest work first; cases doing identical work (same pass, dtype and
    size) are sampled round-robin side by side; a row is appended and fsynced per case;
-4. record the machine's load at the start and end, and write the report.
+4. record the machine's load at the start and end.
+The report is the command's next step (affbench/commands/run.py), not the engine's: it reads
+only the files written here.
 """
 
 from __future__ import annotations
@@ -22,15 +24,29 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import environment, load, registry, results, threads, warmup, worker
-from .calls import CaseClock, CaseTimeout, pass_call
-from .protocol import available_memory, format_bytes
-from .rundir import DEFAULT_ROOT, RunOptions, locked, point_latest, prepare
-from .sweep import Case, Sweep, expand
-from .intervals import Interval
-from .timing import (NOISE_CV_THRESHOLD, Timed, active, clock_resolution, is_noisy, precision, round_plan,
-                     sample_round_robin, settle, stop_reason, summarize)
-from .verify import make_inputs, verify
+from affbench import registry
+from affbench.engine import warmup, worker
+from affbench.engine.calls import CaseClock, CaseTimeout, pass_call
+from affbench.engine.rundir import DEFAULT_ROOT, RunOptions, locked, point_latest, prepare
+from affbench.engine.sweep import Case, Sweep, expand
+from affbench.measure import environment, load, threads
+from affbench.measure.intervals import Interval
+from affbench.measure.timing import (
+    NOISE_CV_THRESHOLD,
+    Timed,
+    active,
+    clock_resolution,
+    is_noisy,
+    precision,
+    round_plan,
+    sample_round_robin,
+    settle,
+    stop_reason,
+    summarize,
+)
+from affbench.protocol import available_memory, format_bytes
+from affbench.store import results
+from affbench.verify import make_inputs, verify
 
 #: Without a terminal, a progress line this often.
 PROGRESS_EVERY_S = 15.0
@@ -199,7 +215,7 @@ class Engine:
         settle([t for _, t, _ in state.cases], self.o.sweep.plan)
 
     def visit_in_worker(self, states: list["GroupState"], on_group: Callable[[int], None]) -> None:
-        """One round of every state in a fresh worker process (affbench/worker.py). If the
+        """One round of every state in a fresh worker process (affbench/engine/worker.py). If the
         worker dies, the round is taken here instead, with a warning."""
         try:
             worker.run_round(states, round_plan(self.o.sweep.plan), self.o.isolate_threads,
@@ -346,7 +362,7 @@ def run(options: RunOptions) -> tuple[Path, int]:
             return run_dir, _run_locked(options, run_dir)
         except Interrupted as exc:
             # a signal outside the timing loop (setting up, the end-of-run load check, the
-            # report, or a second Ctrl-C while the first is handled): the rows are on disk
+            # or a second Ctrl-C while the first is handled): the rows are on disk
             print(f"\ninterrupted by {exc}; finished cases are kept in {run_dir}; "
                   f"finish with: python -m affbench run --resume {run_dir}", file=sys.stderr)
             return run_dir, 130 if exc.signum == signal.SIGINT else 128 + exc.signum
@@ -406,13 +422,13 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
     results.write_env(run_dir, env)
     if not env["openblas_thread_timeout"]["in_effect"]:
         log("WARNING: NumPy was imported before affbench, so OPENBLAS_THREAD_TIMEOUT was not applied: "
-            "OpenBLAS workers may spin into the next Numba kernel (see affbench/pool_env.py)")
+            "OpenBLAS workers may spin into the next Numba kernel (see affbench/measure/pool_env.py)")
     if not env.get("gomp_spincount", {}).get("in_effect", True):
         log("WARNING: Numba's OpenMP pool started before affbench was imported, so GOMP_SPINCOUNT was not applied: "
-            "its workers may spin ~9 ms into the next kernel (see affbench/pool_env.py)")
+            "its workers may spin ~9 ms into the next kernel (see affbench/measure/pool_env.py)")
     if not env.get("malloc", {}).get("pinned"):
         log(f"note: glibc malloc thresholds not pinned ({env.get('malloc', {}).get('why_not')}): a pass's allocations "
-            "may page-fault or not depending on earlier cases (see affbench/malloc_env.py)")
+            "may page-fault or not depending on earlier cases (see affbench/measure/malloc_env.py)")
     start_load = load.snapshot()
 
     writer = results.ResultsWriter(run_dir)
@@ -520,13 +536,4 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
 
     counts = ", ".join(f"{v} {k}" for k, v in engine.counts.items() if v)
     log(f"done: {counts or 'nothing to do'}; results in {run_dir / results.RESULTS_FILE}")
-    if options.report:
-        try:
-            from .report import build_report
-
-            paths = build_report(run_dir)
-            log(f"report: {getattr(paths, 'markdown', '')} and {getattr(paths, 'html', '')}")
-        except Exception as exc:  # noqa: BLE001 - the results are safe; say why the report is not
-            log(f"report could not be written ({type(exc).__name__}: {exc}); "
-                f"try: python -m affbench report {run_dir}")
     return status

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import threads
-from .verify import make_inputs
+from affbench.measure import threads
+from affbench.verify import make_inputs
 
 PROBES: tuple[tuple[int, int, int], ...] = ((0, 3, 2), (1, 16, 16), (1, 1024, 160), (16, 16, 16), (100, 784, 50),
                                             (256, 256, 256))

@@ -11,7 +11,7 @@ so slow drift of a shared machine lands on all of them alike.
 Sampling stops on precision, not on a count: a group of cases is visited in several *rounds*
 (``sample_round_robin`` is one round; the engine spreads a group's rounds over the whole run),
 and after ``min_rounds`` it stops once every case's median and every ratio to the baseline has
-a 95% interval within ``target`` (see ``affbench.intervals``), or its budget is spent.
+a 95% interval within ``target`` (see ``affbench.measure.intervals``), or its budget is spent.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import gc
 import math
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from dataclasses import field, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 
-from .intervals import DEFAULT_TARGET, Interval, ratio_interval, rounds_interval
+from affbench.measure.intervals import DEFAULT_TARGET, Interval, ratio_interval, rounds_interval
 
 Clock = Callable[[], float]
 

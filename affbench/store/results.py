@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .intervals import Interval, median_interval
+from affbench.measure.intervals import Interval, median_interval
 
 SCHEMA_VERSION = 2
 #: Older layouts this version still reads; columns they lack are read as empty.
@@ -29,7 +29,7 @@ VERIFY_FILE = "verify.csv"
 
 #: Every column, in file order, with its meaning. reports/README.md is written from this.
 COLUMNS: dict[str, str] = {
-    "schema_version": "version of this column layout (affbench.results.SCHEMA_VERSION)",
+    "schema_version": "version of this column layout (affbench.store.results.SCHEMA_VERSION)",
     "case_id": "stable identity of the case: impl|pass|dtype|N|K|M|threads; equal across runs",
     "impl": "implementation name (see `python -m affbench list`)",
     "pass": "forward, backward, or step (forward then backward)",
@@ -41,7 +41,7 @@ COLUMNS: dict[str, str] = {
     "numba_threads": "numba.get_num_threads() in effect while the case was timed",
     "blas_threads": "BLAS pool size in effect while the case was timed (threadpoolctl)",
     "status": "ok (measured), extrapolated (predicted, not run), skipped, failed, or timeout",
-    "compile_s": "JIT compile (or cache load) seconds for this (impl, dtype): first calls minus second calls, summed over affbench.warmup's probe sizes, timed before verification; never part of any sample",
+    "compile_s": "JIT compile (or cache load) seconds for this (impl, dtype): first calls minus second calls, summed over affbench.engine.warmup's probe sizes, timed before verification; never part of any sample",
     "repeats": "calls per sample: enough for one sample to last well above the timer resolution",
     "n_samples": "number of samples taken",
     "median_s": "median seconds per call (per pass)",
@@ -57,7 +57,7 @@ COLUMNS: dict[str, str] = {
     "gflops": "flops / median_s / 1e9 (for extrapolated rows: the predicted rate)",
     "peak_mem_bytes": "peak bytes allocated during one call above its inputs (NumPy and Numba allocations alike); empty for calls slower than 20 ms, which tracemalloc would slow too much",
     "rounds": "visits of the case, spread over the run; samples_s holds them one after another",
-    "ci_low_s": "low end of the 95% interval of median_s: distribution-free within rounds, widened by the spread of the round medians (affbench.intervals)",
+    "ci_low_s": "low end of the 95% interval of median_s: distribution-free within rounds, widened by the spread of the round medians (affbench.measure.intervals)",
     "ci_high_s": "high end of the 95% interval of median_s",
     "ci_rel": "achieved precision of median_s: the interval's larger half-width relative to median_s (0.02 = +-2%)",
     "ratio": "this case's time / the baseline's (numpy, same work and threads), the median of samples paired within a round-robin rotation; empty for the baseline; below 1 is faster",

@@ -17,7 +17,7 @@ Short waits keep back-to-back calls of one kernel (within a sample) fast: its wo
 still awake. Values the user set are kept (and an OMP_WAIT_POLICY the user set is left to
 decide: libgomp would let GOMP_SPINCOUNT override it); env.json records each value, who set
 it, and whether it came in time to take effect. Sleeping pools are woken by the untimed priming call before each
-short sample (affbench.timing).
+short sample (affbench.measure.timing).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Run-to-run comparison: matching cases, verdicts from the recorded intervals, and what changed
 in the environment.
 
-Pure functions on the rows of two results files (``affbench.results.read_rows``) and two
+Pure functions on the rows of two results files (``affbench.store.results.read_rows``) and two
 env.json dicts; no kernel, no Numba, no clock. The command is ``affbench/commands/compare.py``.
 
 Verdicts
@@ -10,7 +10,7 @@ A shared machine drifts: measured here, a pure-Python loop ran 5.6 ms in one sec
 a few seconds later, and every implementation slows together. Two runs therefore disagree on
 absolute times far more than their samples suggest, and a test that treats the samples of
 each run as independent draws from one stationary machine (Mann–Whitney, a bootstrap) cries
-wolf. compare uses what each run recorded instead (``affbench.intervals``):
+wolf. compare uses what each run recorded instead (``affbench.measure.intervals``):
 
 * for an implementation timed beside the baseline, the *ratio to the baseline* (paired
   samples of one rotation: the drift cancels), with its 95% interval; the change is
@@ -42,9 +42,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .intervals import DEFAULT_TARGET, Interval, direction, ratio_of_intervals
-from .registry import BASELINE
-from .results import KEY_COLUMNS, recorded_ratio, time_interval
+from affbench.measure.intervals import DEFAULT_TARGET, Interval, direction, ratio_of_intervals
+from affbench.registry import BASELINE
+from affbench.store.results import KEY_COLUMNS, recorded_ratio, time_interval
 
 #: Changes whose interval reaches within this of 1 are "same" (see the module docstring): two
 #: runs each aiming at +-2% (DEFAULT_TARGET) differ by up to about 2% x sqrt(2) ~ 3% without
