@@ -194,7 +194,7 @@ def uses_threads(impl: Any) -> bool:
     from .threads import backend_of
 
     backend = backend_of(impl)
-    if backend == "blas":
+    if backend in ("blas", "torch", "jax"):
         return True
     return backend == "numba" and bool((getattr(impl, "compile_options", None) or {}).get("parallel"))
 

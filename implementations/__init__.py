@@ -2,17 +2,35 @@
 
 Adding one: write a module here with a ``KernelImpl`` subclass and add its ``register`` line
 below. The order here is the order reports list them in.
+
+The peers (PyTorch, JAX) need the optional extra ``peers``: they are registered when their
+packages can be found and otherwise declared with the command that installs them (see
+affbench.registry.register_optional); their modules import the frameworks only when called.
 """
 
-from affbench.registry import register
+from affbench.registry import register, register_optional
 
+from .jax_peer import JaxAffine
 from .naive import NaiveAffine
 from .numba_loops import NumbaPrangeAffine, NumbaSerialAffine
 from .numba_tiled import NumbaTiledAffine
 from .numpy_blas import NumpyAffine
+from .torch_peer import INSTALL as PEERS_INSTALL
+from .torch_peer import TorchAffine, TorchOpsAffine
 
 register(NaiveAffine)
 register(NumpyAffine)
 register(NumbaSerialAffine)
 register(NumbaPrangeAffine)
 register(NumbaTiledAffine)
+
+
+def declare_peers() -> None:
+    """Register the peers whose packages are installed, declare the others (run again by the
+    tests that hide a package)."""
+    register_optional(TorchAffine(), requires=("torch",), install=PEERS_INSTALL)
+    register_optional(TorchOpsAffine(), requires=("torch",), install=PEERS_INSTALL)
+    register_optional(JaxAffine(), requires=("jax", "jaxlib"), install=PEERS_INSTALL)
+
+
+declare_peers()
