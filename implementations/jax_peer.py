@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 
 from affbench import threads
+from affbench.environment import package_version
 from affbench.protocol import KernelImpl
-
-from .torch_peer import package_version
 
 
 class JaxAffine(KernelImpl):
@@ -48,6 +47,9 @@ class JaxAffine(KernelImpl):
     @property
     def versions(self) -> dict[str, str | None]:
         return {"jax": package_version("jax"), "jaxlib": package_version("jaxlib")}
+
+    def prepare(self) -> None:
+        self._compiled()  # starts JAX (import, CPU client): nothing is compiled until a call
 
     def _compiled(self) -> tuple[Any, Any]:
         if self._fns is None:

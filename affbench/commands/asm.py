@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from .. import registry, warmup
 from ..asm import Loop, LoopKind, kinds, loops
 from ..errors import UsageError
+from ..threads import backend_of
 from ..verify import DTYPES
 from .options import choose, split_list
 
@@ -152,7 +153,8 @@ def execute(args: argparse.Namespace) -> int:
     machine = platform.machine().lower()
     if machine not in ("x86_64", "amd64"):
         raise UsageError(f"reads x86-64 assembly; this machine is {machine or 'unknown'}")
-    jit = [impl.name for impl in registry.all_impls() if getattr(impl, "jit", False)]
+    jit = [impl.name for impl in registry.all_impls()  # Numba's: JAX's XLA code is not read here
+           if getattr(impl, "jit", False) and backend_of(impl) == "numba"]
     not_jit = [n for n in (split_list(args.impl) or []) if n in registry.names() and n not in jit]
     if not_jit:
         raise UsageError(f"--impl: {', '.join(not_jit)} compile(s) no Numba code; "
