@@ -71,7 +71,8 @@ def missing_module(module: str) -> str | None:
 
 def register_optional(impl: Any, *, requires: Iterable[str], install: str) -> AffineImpl | None:
     """Register ``impl`` if every module in ``requires`` can be found; otherwise declare it
-    unavailable (name, the first missing module, ``install``) and return None."""
+    unavailable (name, the first missing module, ``install``) and return None. Declaring again
+    keeps an already registered object of the same class (and its state: compiled functions)."""
     name = impl.name
     for module in requires:
         why = missing_module(module)
@@ -80,6 +81,9 @@ def register_optional(impl: Any, *, requires: Iterable[str], install: str) -> Af
             _unavailable[name] = Unavailable(name, why, install)
             return None
     _unavailable.pop(name, None)
+    existing = _registry.get(name)
+    if existing is not None and type(existing) is type(impl):
+        return existing
     return register(impl)
 
 
