@@ -44,13 +44,25 @@ def _import_torch() -> Any:
     return _torch
 
 
+def _tensor(torch: Any, a: np.ndarray) -> Any:
+    """``torch.from_numpy`` of a validated array, no copy. NumPy calls an array C-contiguous
+    whatever the stride of an axis of length 0 or 1, which may then be negative (``x[::-1]`` of
+    one row); torch.from_numpy refuses any negative stride, so such an array is copied (found
+    by the fuzz tests)."""
+    if any(s < 0 for s in a.strides):
+        a = a.copy()
+    return torch.from_numpy(a)
+
+
 class _Graph:
     """The autograd graph of the last forward, kept for the backward that follows it."""
 
-    __slots__ = ("x", "W", "shape", "xt", "Wt", "bt", "y")
+    __slots__ = ("x", "W", "shape", "shared", "xt", "Wt", "bt", "y")
 
     def __init__(self, x: np.ndarray, W: np.ndarray, xt: Any, Wt: Any, bt: Any, y: Any) -> None:
         self.x, self.W, self.shape = x, W, (x.shape, W.shape, x.dtype)
+        # the graph sees x's and W's values at backward time only if it saved their memory
+        self.shared = xt.data_ptr() == x.ctypes.data and Wt.data_ptr() == W.ctypes.data
         self.xt, self.Wt, self.bt, self.y = xt, Wt, bt, y
 
 
@@ -92,9 +104,9 @@ class TorchAffine(KernelImpl):
 
     def _record(self, x: np.ndarray, W: np.ndarray, b: np.ndarray) -> _Graph:
         torch = _import_torch()
-        xt = torch.from_numpy(x).requires_grad_()
-        Wt = torch.from_numpy(W).requires_grad_()
-        bt = torch.from_numpy(b).requires_grad_()
+        xt = _tensor(torch, x).requires_grad_()
+        Wt = _tensor(torch, W).requires_grad_()
+        bt = _tensor(torch, b).requires_grad_()
         # F.linear wants the weight as (out, in), nn.Linear's layout; W is (in, out): its
         # transposed view makes addmm(b, x, W) with no copy (the transposes cancel).
         y = torch.nn.functional.linear(xt, Wt.t(), bt)
@@ -108,9 +120,9 @@ class TorchAffine(KernelImpl):
     def _backward(self, x: np.ndarray, W: np.ndarray, dout: np.ndarray):
         torch = _import_torch()
         g = self._graph
-        if g is None or g.x is not x or g.W is not W or g.shape != (x.shape, W.shape, x.dtype):
+        if g is None or g.x is not x or g.W is not W or g.shape != (x.shape, W.shape, x.dtype) or not g.shared:
             g = self._record(x, W, np.zeros(W.shape[1], dtype=x.dtype))
-        dx, dW, db = torch.autograd.grad(g.y, (g.xt, g.Wt, g.bt), grad_outputs=torch.from_numpy(dout),
+        dx, dW, db = torch.autograd.grad(g.y, (g.xt, g.Wt, g.bt), grad_outputs=_tensor(torch, dout),
                                          retain_graph=True)
         return dx.numpy(), dW.numpy(), db.numpy()
 
@@ -136,9 +148,9 @@ class TorchOpsAffine(KernelImpl):
 
     def _forward(self, x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         torch = _import_torch()
-        return torch.addmm(torch.from_numpy(b), torch.from_numpy(x), torch.from_numpy(W)).numpy()
+        return torch.addmm(_tensor(torch, b), _tensor(torch, x), _tensor(torch, W)).numpy()
 
     def _backward(self, x: np.ndarray, W: np.ndarray, dout: np.ndarray):
         torch = _import_torch()
-        xt, Wt, dt = torch.from_numpy(x), torch.from_numpy(W), torch.from_numpy(dout)
+        xt, Wt, dt = _tensor(torch, x), _tensor(torch, W), _tensor(torch, dout)
         return torch.mm(dt, Wt.t()).numpy(), torch.mm(xt.t(), dt).numpy(), dt.sum(0).numpy()

@@ -192,6 +192,25 @@ def test_torch_backward_follows_the_arrays_not_a_stale_graph():
 
 
 @pytest.mark.parametrize("name", PEERS)
+def test_negative_strides_on_a_length_one_axis(name):
+    """NumPy calls x[::-1] of one row C-contiguous, with a negative stride that
+    torch.from_numpy refuses (found by the fuzz tests): it must be computed, not refused, and
+    torch's kept graph must still see later in-place changes."""
+    need(name)
+    impl = registry.get(name)
+    for dtype in ("float32", "float64"):
+        x0, W, b, dout = make_inputs(1, 6, 3, dtype, seed=5)
+        x = x0[::-1]
+        assert x.flags.c_contiguous and x.strides[0] < 0
+        tol = dict(rtol=1e-5) if dtype == "float32" else dict(rtol=1e-12)
+        np.testing.assert_allclose(impl.forward(x, W, b), x0 @ W + b, **tol)
+        x0 *= 3.0  # x is a view of x0: the backward must use the new values
+        dx, dW, db = impl.backward(x, W, dout)
+        np.testing.assert_allclose(dW, x0.T @ dout, **tol)
+        np.testing.assert_allclose(dx, dout @ W.T, **tol)
+
+
+@pytest.mark.parametrize("name", PEERS)
 def test_bad_input_is_refused_before_any_framework_call(name, monkeypatch):
     need(name)
     impl = registry.get(name)
