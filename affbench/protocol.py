@@ -261,13 +261,21 @@ class KernelImpl:
     """Base class: validates, then hands clean arrays to ``_forward`` / ``_backward``.
 
     Subclasses set ``name`` and may set ``description`` and ``compile_options`` (shown by
-    ``python -m affbench list``), and ``jit = True`` when the first call per dtype compiles.
+    ``python -m affbench list``), ``jit = True`` when the first call per dtype compiles (or
+    ``slow_first_call = True`` when it initialises something), and ``prepare()`` for one-off
+    set-up that belongs to no call at all (importing a framework).
     """
+
+    def prepare(self) -> None:
+        """One-off set-up before the first timed or first-call-timed call (nothing by default)."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     compile_options: ClassVar[dict[str, Any]] = {}
     jit: ClassVar[bool] = False
+    #: The first call per dtype does one-off work without compiling (a framework's lazy
+    #: initialisation): timed apart like a compile (compile_s), never inside a sample.
+    slow_first_call: ClassVar[bool] = False
     #: Pure-Python kernels set this so sweeps can skip sizes they would take hours on.
     slow: ClassVar[bool] = False
 

@@ -16,8 +16,10 @@ What it adds to pytest-benchmark:
   session, from ``AFFBENCH_THREADS`` or else Numba's pool size (``NUMBA_NUM_THREADS``);
   ``numba.set_num_threads`` and ``threadpoolctl.threadpool_limits`` (BLAS), both at that count.
 * :func:`pools_for`: per case, the pool a kernel does not use is held at one thread (a Numba
-  kernel runs with BLAS at 1, the BLAS kernel with Numba at 1): on two cores an idle pool
-  measurably slows the other (shared/FACTS.md).
+  kernel runs with BLAS at 1, the BLAS kernel with Numba at 1, a peer with both at 1): on two
+  cores an idle pool measurably slows the other (shared/FACTS.md). JAX starts with the
+  session's count (``AFFBENCH_JAX_THREADS``, set by ``affbench_threads`` unless given): XLA
+  cannot change it later.
 * ``affbench_warm`` (session fixture): calls each implementation once per dtype before any
   timing, so JIT compile (or a cache load) never lands in pytest-benchmark's calibration;
   the seconds it took are kept per (implementation, dtype).
@@ -69,6 +71,8 @@ def affbench_threads() -> Iterator[int]:
     from threadpoolctl import threadpool_limits
 
     n = requested_threads()
+    if threads.jax_threads() is None and not os.environ.get(threads.JAX_THREADS_ENV, "").strip():
+        os.environ[threads.JAX_THREADS_ENV] = str(n)  # JAX, if it runs, starts with the session's count
     previous = numba.get_num_threads()
     numba.set_num_threads(n)  # also starts Numba's threading layer, so it can be recorded
     with threadpool_limits(limits=n, user_api="blas"):
@@ -85,7 +89,10 @@ def pools_for(impl: object, threads_: int) -> Iterator[dict[str, int]]:
     """Within the body: the implementation's own pool at ``threads_``, the other at 1
     (affbench.measure.threads.threads_for). Yields the counts in effect."""
     with threads.threads_for(threads.backend_of(impl), threads_) as state:
-        yield {"numba_threads": state.numba_threads, "blas_threads": state.blas_threads}
+        pools = {"numba_threads": state.numba_threads, "blas_threads": state.blas_threads}
+        if state.peer_threads is not None:
+            pools["peer_threads"] = state.peer_threads
+        yield pools
 
 
 # --------------------------------------------------------------------------- warm-up
@@ -138,6 +145,9 @@ def runtime_info() -> dict[str, Any]:
         "openblas_thread_timeout": pool_env.status(),
         "gomp_spincount": pool_env.gomp_status(),
         "malloc": malloc_env.status(),
+        # versions only, and JAX's planned count (not whether it started: both answers must match)
+        "peers": {**{k: v for k, v in environment.peers().items() if k in ("torch", "jax", "jaxlib")},
+                  "jax_threads": _state.get("threads") or requested_threads()},
     }
 
 

@@ -3,15 +3,23 @@
 Built-ins register themselves when ``implementations`` is imported; third-party packages
 declare an entry point in the group ``affbench.implementations`` whose object is either an
 implementation instance or a zero-argument callable returning one (a class works).
+
+Optional implementations (the PyTorch and JAX peers) need packages outside affbench's own
+dependencies. ``register_optional`` registers one when its packages can be found and otherwise
+*declares* it: the name, why it is missing and the command that installs it. Declared names
+are not in ``names()`` (nothing iterates over them), ``list`` shows them, ``run`` and ``verify``
+skip them with that message, and ``get`` raises :class:`NotInstalled` (a KeyError) saying so.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import warnings
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Iterable
 
 from affbench.protocol import AffineImpl
 
@@ -23,7 +31,60 @@ PLUGINS_ENV = "AFFBENCH_PLUGINS"
 BASELINE = "numpy"
 
 _registry: dict[str, AffineImpl] = {}
+_unavailable: dict[str, "Unavailable"] = {}
 _loaded = False
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """An implementation that is declared but cannot run here: its packages are missing."""
+
+    name: str
+    reason: str  # e.g. "No module named 'torch'"
+    install: str  # the command that installs what it needs
+
+    @property
+    def message(self) -> str:
+        return f"{self.name}: not installed ({self.reason}); install with: {self.install}"
+
+
+class NotInstalled(KeyError):
+    """``get`` of a declared implementation whose packages are missing."""
+
+    def __init__(self, info: Unavailable) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.info.message
+
+
+def missing_module(module: str) -> str | None:
+    """Why ``module`` cannot be imported here, or None when it can be found. Looks, does not
+    import: importing PyTorch or JAX takes 1-2 s, which ``list`` and every worker would pay."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:  # a None in sys.modules, a broken parent package
+        return f"{type(exc).__name__}: {exc}"
+    return None if spec is not None else f"No module named {module!r}"
+
+
+def register_optional(impl: Any, *, requires: Iterable[str], install: str) -> AffineImpl | None:
+    """Register ``impl`` if every module in ``requires`` can be found; otherwise declare it
+    unavailable (name, the first missing module, ``install``) and return None. Declaring again
+    keeps an already registered object of the same class (and its state: compiled functions)."""
+    name = impl.name
+    for module in requires:
+        why = missing_module(module)
+        if why is not None:
+            _registry.pop(name, None)
+            _unavailable[name] = Unavailable(name, why, install)
+            return None
+    _unavailable.pop(name, None)
+    existing = _registry.get(name)
+    if existing is not None and type(existing) is type(impl):
+        return existing
+    return register(impl)
 
 
 def register(impl: Any, *, replace: bool = False) -> AffineImpl:
@@ -42,8 +103,9 @@ def register(impl: Any, *, replace: bool = False) -> AffineImpl:
 
 
 def unregister(name: str) -> None:
-    """Remove an implementation (tests use this to clean up after themselves)."""
+    """Remove an implementation, or a declared one (tests use this to clean up after themselves)."""
     _registry.pop(name, None)
+    _unavailable.pop(name, None)
 
 
 def _load() -> None:
@@ -73,12 +135,28 @@ def names() -> list[str]:
 
 
 def get(name: str) -> AffineImpl:
-    """The implementation called ``name``; KeyError listing the known names otherwise."""
+    """The implementation called ``name``; NotInstalled for a declared one whose packages are
+    missing; KeyError listing the known names otherwise."""
     _load()
     try:
         return _registry[name]
     except KeyError:
+        if name in _unavailable:
+            raise NotInstalled(_unavailable[name]) from None
         raise KeyError(f"unknown implementation {name!r}; known: {', '.join(_registry)}") from None
+
+
+def unavailable() -> dict[str, Unavailable]:
+    """Declared implementations that cannot run here, by name (see register_optional)."""
+    _load()
+    return dict(_unavailable)
+
+
+def split_available(requested: Iterable[str]) -> tuple[list[str], list[Unavailable]]:
+    """Names that can run, and the declared-but-missing ones among ``requested``."""
+    _load()
+    names = list(requested)
+    return [n for n in names if n not in _unavailable], [_unavailable[n] for n in names if n in _unavailable]
 
 
 def all_impls() -> list[AffineImpl]:

@@ -37,6 +37,7 @@ from affbench.commands.options import choose, split_list
 from affbench.engine import warmup
 from affbench.errors import UsageError
 from affbench.measure.asm import Loop, LoopKind, kinds, loops
+from affbench.measure.threads import backend_of
 from affbench.verify import DTYPES
 
 
@@ -153,7 +154,8 @@ def execute(args: argparse.Namespace) -> int:
     machine = platform.machine().lower()
     if machine not in ("x86_64", "amd64"):
         raise UsageError(f"reads x86-64 assembly; this machine is {machine or 'unknown'}")
-    jit = [impl.name for impl in registry.all_impls() if getattr(impl, "jit", False)]
+    jit = [impl.name for impl in registry.all_impls()  # Numba's: JAX's XLA code is not read here
+           if getattr(impl, "jit", False) and backend_of(impl) == "numba"]
     not_jit = [n for n in (split_list(args.impl) or []) if n in registry.names() and n not in jit]
     if not_jit:
         raise UsageError(f"--impl: {', '.join(not_jit)} compile(s) no Numba code; "

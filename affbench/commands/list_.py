@@ -1,4 +1,6 @@
-"""List the registered implementations (with their compile options) and the presets."""
+"""List the registered implementations (with their compile options and, for the peers, the
+versions of their frameworks), the declared ones that are not installed (with the command that
+installs them), and the presets."""
 
 from __future__ import annotations
 
@@ -18,7 +20,15 @@ def execute(args: argparse.Namespace) -> int:
         opts = getattr(impl, "compile_options", None) or {}
         opt_text = ", ".join(f"{k}={v}" for k, v in opts.items()) or "-"
         print(f"  {impl.name:<14} {getattr(impl, 'description', '')}")
+        versions = getattr(impl, "versions", None) or {}
+        if versions:
+            print(f"  {'':<14} versions: " + ", ".join(f"{k} {v or 'unknown'}" for k, v in versions.items()))
         print(f"  {'':<14} compile options: {opt_text}")
+    missing = registry.unavailable()
+    if missing:
+        print("\nnot installed (declared; `run` and `verify` skip them):")
+        for info in missing.values():
+            print(f"  {info.name:<14} {info.reason}; install with: {info.install}")
     print("\npresets (python -m affbench run --preset NAME):")
     for name, (about, sweep) in PRESETS.items():
         layers = " ".join(f"{k}:{m}" for k, m in sweep.layers)

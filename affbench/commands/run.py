@@ -93,7 +93,7 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
     config = load_config(args.config) if args.config else {}
     name = args.preset or config.get("preset") or "default"
     sweep = preset(str(name))
-    known_impls = registry.names()
+    known_impls = [*registry.names(), *registry.unavailable()]  # a declared peer is skipped, not refused
     limit = max_threads()
 
     def pick(cli_value, key):
@@ -190,6 +190,11 @@ def parse_rounds(option: str, text: Any) -> tuple[int, int]:
 
 def execute(args: argparse.Namespace) -> int:
     name, sweep = build_sweep(args)
+    if sweep.impls and not registry.split_available(sweep.impls)[0]:
+        for info in registry.split_available(sweep.impls)[1]:
+            print(f"skipped {info.message}", file=sys.stderr)
+        print("nothing to run: every implementation asked for is not installed", file=sys.stderr)
+        return 0
     if args.resume and args.out:
         raise UsageError("--resume and --out: give one (--resume writes into the directory it completes)")
     options = runner.RunOptions(

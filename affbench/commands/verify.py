@@ -36,8 +36,16 @@ def print_report(report: VerifyReport, file=None) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    impls = choose("--impl", args.impl, registry.names())
+    chosen = choose("--impl", args.impl, [*registry.names(), *registry.unavailable()])
+    impls, missing = registry.split_available(chosen if chosen is not None else registry.unavailable())
+    if chosen is None:
+        impls = None  # every installed implementation
     dtypes = choose("--dtype", args.dtype, DTYPES) or list(DTYPES)
+    for info in missing:  # declared but not installed: skipped, never a failure
+        print(f"skipped {info.message}", file=sys.stderr)
+    if impls is not None and not impls:
+        print("nothing to verify: every implementation asked for is not installed", file=sys.stderr)
+        return 0
     report = verify(impls, dtypes, progress=lambda s: print(f"verifying {s} ...", file=sys.stderr))
     print_report(report)
     if args.csv:

@@ -103,7 +103,7 @@ def prepare(options: RunOptions) -> tuple[Path, RunOptions]:
                 raise UsageError(f"--resume: {exc}") from None
         return d, RunOptions(sweep=sweep, preset=saved.get("preset", "?"), out=d, resume=d,
                              isolate_threads=saved.get("isolate_threads", True), report=options.report,
-                             progress=options.progress, command=options.command)
+                             progress=options.progress, workers=options.workers, command=options.command)
     if options.out is not None:
         d = Path(options.out)
         if d.exists() and any(d.iterdir()):

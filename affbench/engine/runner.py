@@ -12,13 +12,17 @@ only the files written here.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import tracemalloc
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -27,7 +31,7 @@ import numpy as np
 from affbench import registry
 from affbench.engine import warmup, worker
 from affbench.engine.calls import CaseClock, CaseTimeout, pass_call
-from affbench.engine.rundir import DEFAULT_ROOT, RunOptions, locked, point_latest, prepare
+from affbench.engine.rundir import DEFAULT_ROOT, RUN_FILE, RunOptions, locked, point_latest, prepare
 from affbench.engine.sweep import Case, Sweep, expand
 from affbench.measure import environment, load, threads
 from affbench.measure.intervals import Interval
@@ -154,9 +158,10 @@ class Engine:
 
     # -- phases ---------------------------------------------------------------------------
     def compile_all(self, dtypes: Sequence[str]) -> None:
-        """Time the first calls of every JIT implementation apart from any sample."""
+        """Time the first calls of every JIT implementation (and of the peers, whose first call
+        initialises the framework) apart from any sample."""
         for name, impl in self.impls.items():
-            if not getattr(impl, "jit", False):
+            if not (getattr(impl, "jit", False) or getattr(impl, "slow_first_call", False)):
                 continue
             for dt in dtypes:
                 total = warmup.first_calls(impl, dt, threads.max_threads(), self.o.isolate_threads)
@@ -258,7 +263,9 @@ class Engine:
         noisy = is_noisy(stats)
         self.noisy += noisy
         mem = None
-        if stats.median <= MAX_TRACED_CALL_S:
+        # the peers allocate outside Python's allocator: tracemalloc would report their
+        # NumPy-side copies only, a number that looks like a measurement and is not one
+        if stats.median <= MAX_TRACED_CALL_S and getattr(self.impls[case.impl], "memory_visible", True):
             try:
                 with clock.context():
                     mem = peak_memory(timed.call)
@@ -279,6 +286,7 @@ class Engine:
             stopped=stop_reason(timed, self.o.sweep.plan),
             numba_threads=state.numba_threads if state else None,
             blas_threads=state.blas_threads if state else None,
+            peer_threads=state.peer_threads if state else None,
         )
 
     def learn(self, case: Case, status: str, gflops: float = math.nan) -> None:
@@ -335,6 +343,81 @@ class Engine:
         }
 
 
+# --------------------------------------------------------------------------- JAX's thread counts
+#: Scratch directory (inside the run directory) of the child run for JAX cases at T threads.
+JAX_CHILD_DIR = ".jax-threads-{threads}"
+
+
+def plan_jax_threads(impls: dict[str, Any], cases: list[Case], todo: list[Case]) -> tuple[int | None, list[Case]]:
+    """JAX's thread count for this process and the cases that need another one.
+
+    XLA sizes its CPU pool once per process (affbench/measure/threads.py). Unless JAX already runs or
+    AFFBENCH_JAX_THREADS says otherwise, this process (and its worker processes, which inherit
+    the variable) takes the sweep's largest count; JAX cases at other counts are returned, to
+    be measured in a child process started with theirs (run_jax_children)."""
+    names = {n for n, impl in impls.items() if threads.backend_of(impl) == "jax"}
+    if not names:
+        return None, []
+    if threads.jax_threads() is None and not os.environ.get(threads.JAX_THREADS_ENV, "").strip():
+        os.environ[threads.JAX_THREADS_ENV] = str(max(c.threads for c in cases if c.impl in names))
+    main = threads.planned_jax_threads()
+    return main, [c for c in todo if c.impl in names and c.threads != main]
+
+
+def run_jax_children(options: RunOptions, run_dir: Path, deferred: list[Case], write: Callable[[dict[str, Any]], None],
+                     engine: "Engine") -> dict[str, str]:
+    """Measure the deferred JAX cases, one child run per thread count: the same sweep restricted
+    to the JAX implementations and the baseline at that count, in a fresh process whose JAX
+    starts with it. The child's baseline is measured there, side by side, so each ratio pairs
+    samples taken together; only the JAX rows are kept. Returns {threads: where they ran}."""
+    where: dict[str, str] = {}
+    for t in sorted({c.threads for c in deferred}):
+        wanted = {c.case_id: c for c in deferred if c.threads == t}
+        names = tuple(dict.fromkeys(c.impl for c in wanted.values()))
+        child = run_dir / JAX_CHILD_DIR.format(threads=t)
+        shutil.rmtree(child, ignore_errors=True)
+        child.mkdir()
+        impls = names + ((BASELINE,) if BASELINE in engine.impls else ())
+        sweep = replace(options.sweep, impls=impls, threads=(t,))
+        (child / RUN_FILE).write_text(json.dumps({"sweep": sweep.to_dict(), "preset": options.preset,
+                                                  "isolate_threads": options.isolate_threads}))
+        cmd = [sys.executable, "-m", "affbench", "run", "--resume", str(child), "--no-report", "--no-progress"]
+        if not options.workers:
+            cmd.append("--no-workers")
+        engine.log(f"{', '.join(names)} at {t} thread(s): a child run with {threads.JAX_THREADS_ENV}={t} "
+                   f"({len(wanted)} cases; XLA's pool size is fixed per process)")
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, **{threads.JAX_THREADS_ENV: str(t)}))
+        tail: list[str] = []
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                tail = (tail + [line.rstrip()])[-20:]
+                if line.startswith(("progress:", "WARNING", "verification FAILED", "done:")):
+                    engine.log(f"  [{t} thread(s)] {line.rstrip()}")
+            proc.wait()
+        except BaseException:  # Ctrl-C, SIGTERM: the child goes with the parent
+            proc.kill()
+            proc.wait()
+            raise
+        rows = results.read_rows(child).rows if (child / results.RESULTS_FILE).exists() else []
+        got = {r["case_id"]: r for r in rows if r["case_id"] in wanted}
+        for cid, case in wanted.items():
+            row = got.get(cid)
+            if row is None:
+                write(engine.row(case, "failed", error=f"the child run for {t} thread(s) exited with status "
+                                                       f"{proc.returncode} without this case: " + " | ".join(tail[-3:])))
+                continue
+            engine.counts[row["status"]] += 1
+            if row["status"] == "ok":
+                engine.noisy += bool(row["noisy"])
+            write({k: v for k, v in row.items() if k in results.COLUMNS and k != "schema_version"})
+        where[str(t)] = (f"a child process (affbench run with {threads.JAX_THREADS_ENV}={t}); ratios against the "
+                         f"baseline measured there, side by side")
+        shutil.rmtree(child, ignore_errors=True)
+    return where
+
+
 # --------------------------------------------------------------------------- entry point
 def _groups(cases: list[Case]) -> list[list[Case]]:
     groups: dict[tuple, list[Case]] = {}
@@ -347,9 +430,13 @@ def _label(case: Case) -> str:
     return f"{case.pass_} {case.dtype} N={case.batch} {case.in_features}->{case.out_features}"
 
 
-def _select_impls(sweep: Sweep) -> dict[str, Any]:
-    names = list(sweep.impls) if sweep.impls else registry.names()
-    return {n: registry.get(n) for n in names}
+def _select_impls(sweep: Sweep) -> tuple[dict[str, Any], list[registry.Unavailable]]:
+    """The implementations to run, and the declared ones skipped because they are not installed
+    (asked for by name, or, for a sweep of every implementation, all of them)."""
+    names, missing = registry.split_available(list(sweep.impls) if sweep.impls else registry.unavailable())
+    if not sweep.impls:
+        names = registry.names()
+    return {n: registry.get(n) for n in names}, missing
 
 
 def run(options: RunOptions) -> tuple[Path, int]:
@@ -408,17 +495,24 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
     from tqdm import tqdm
 
     sweep = options.sweep
-    impls = _select_impls(sweep)
+    impls, missing = _select_impls(sweep)
     cases = expand(sweep, impls, threads.max_threads())
     previous = results.read_rows(run_dir).rows if (run_dir / results.RESULTS_FILE).exists() else []
     done = {r["case_id"] for r in previous}
     todo = [c for c in cases if c.case_id not in done]
+    jax_main, deferred = plan_jax_threads(impls, cases, todo)
+    if deferred:  # measured in child processes after the others (run_jax_children)
+        later = {c.case_id for c in deferred}
+        todo = [c for c in todo if c.case_id not in later]
     engine = Engine(options, run_dir, cases, impls)
     engine.learn_from_rows(previous)
     log = engine.log
     log(f"affbench run: {len(cases)} cases ({len(done)} already done) -> {run_dir}")
+    for info in missing:
+        log(f"skipped {info.message}")
 
     env = session_env(run_dir, options, log)
+    env["not_installed"] = {info.name: info.message for info in missing}
     results.write_env(run_dir, env)
     if not env["openblas_thread_timeout"]["in_effect"]:
         log("WARNING: NumPy was imported before affbench, so OPENBLAS_THREAD_TIMEOUT was not applied: "
@@ -443,6 +537,7 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
             status = 1
         env["verify_failed"] = sorted(failed)
         env["numba_threading_layer"] = environment.software()["numba_threading_layer"]
+        env.setdefault("peers", environment.peers())["jax_threads"] = threads.jax_status()  # JAX may run now
         env["compile_s"] = {f"{k[0]}|{k[1]}": v for k, v in engine.compile_s.items()} or env.get("compile_s", {})
 
         groups = _groups(todo)
@@ -511,6 +606,10 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
                 pending = later
         finally:
             bar.close()
+        if deferred:
+            counts = run_jax_children(options, run_dir, deferred, write, engine)
+            env.setdefault("peers", environment.peers()).setdefault("jax_threads", {})["counts"] = {
+                str(jax_main): "this process", **counts}
     except Interrupted as exc:
         log(f"\ninterrupted by {exc}: {sum(engine.counts.values())} case(s) of this session kept in {run_dir}; "
             f"finish with: python -m affbench run --resume {run_dir}")

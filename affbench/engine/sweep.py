@@ -88,7 +88,7 @@ class Sweep:
 
 
 PRESETS: dict[str, tuple[str, Sweep]] = {
-    "quick": ("smoke test, under a minute on 2 cores (CI)", Sweep(
+    "quick": ("smoke test, under a minute on 2 cores (CI); ~100 s with the peers installed", Sweep(
         batches=(1, 100),
         layers=((784, 50), (256, 256)),
         plan=Plan(min_samples=8, max_samples=60, budget_s=0.12, min_rounds=4, max_rounds=6),
@@ -96,7 +96,7 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         case_timeout_s=20.0,
     )),
     "default": ("the main job: a training step (forward + backward) of real layer sizes, every "
-                "implementation, both dtypes, 1 and all threads; under 5 minutes on 2 cores", Sweep(
+                "implementation, both dtypes, 1 and all threads; under 5 minutes on 2 cores (~8 with the peers)", Sweep(
         # the step only: one pass with enough samples to resolve 15% changes beats two passes
         # that cannot (docs/measurement.md); --pass forward adds the inference view
         passes=("step",),
@@ -194,7 +194,7 @@ def uses_threads(impl: Any) -> bool:
     from affbench.measure.threads import backend_of
 
     backend = backend_of(impl)
-    if backend == "blas":
+    if backend in ("blas", "torch", "jax"):
         return True
     return backend == "numba" and bool((getattr(impl, "compile_options", None) or {}).get("parallel"))
 

@@ -21,9 +21,15 @@ PROBES: tuple[tuple[int, int, int], ...] = ((0, 3, 2), (1, 16, 16), (1, 1024, 16
 def first_calls(impl: Any, dtype: str, threads_: int | None = None, isolate: bool = True) -> float:
     """Run forward and backward on every probe, twice; return the seconds the first calls took
     beyond the second ones: the compile or cache-load time (0 when already compiled)."""
-    n = threads_ or threads.max_threads()
+    backend = threads.backend_of(impl)
+    # JAX's pool size is fixed for the process: compile with the count it has (threads_for
+    # would refuse another)
+    n = threads.planned_jax_threads() if backend == "jax" else (threads_ or threads.max_threads())
     total = 0.0
-    with threads.threads_for(threads.backend_of(impl), n, isolate):
+    prepare = getattr(impl, "prepare", None)
+    if callable(prepare):  # importing a framework is no part of its first call
+        prepare()
+    with threads.threads_for(backend, n, isolate):
         for shape in PROBES:
             x, W, b, dout = make_inputs(*shape, dtype)
             times = []

@@ -168,6 +168,33 @@ def software() -> dict[str, Any]:
     }
 
 
+def package_version(dist: str) -> str | None:
+    """An installed distribution's version, read from its metadata (nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def peers() -> dict[str, Any]:
+    """The peer frameworks (implementations/torch_peer.py, jax_peer.py): their versions (None
+    when not installed), the declared implementations that are not installed, and how each
+    peer's threads are controlled, with JAX's pool size for this process."""
+    from affbench import registry
+    from affbench.measure import threads
+
+    return {
+        "torch": package_version("torch"),
+        "jax": package_version("jax"),
+        "jaxlib": package_version("jaxlib"),
+        "not_installed": {n: info.message for n, info in registry.unavailable().items()},
+        "torch_threads": "torch.set_num_threads per case (ATen's OpenMP pool and its MKL); read back into peer_threads",
+        "jax_threads": threads.jax_status(),
+    }
+
+
 def collect(command: list[str] | None = None) -> dict[str, Any]:
     from affbench.measure.threads import thread_env_vars
 
@@ -186,6 +213,7 @@ def collect(command: list[str] | None = None) -> dict[str, Any]:
     env["openblas_thread_timeout"] = pool_env.status()
     env["gomp_spincount"] = pool_env.gomp_status()
     env["malloc"] = malloc_env.status()
+    env["peers"] = peers()
     for fn in _collectors:
         env.update(fn())
     return env

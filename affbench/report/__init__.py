@@ -80,7 +80,9 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
                                             threads=threads)) for p in passes}
     fig_gflops = keep(plots.gflops_vs_size(df, run.env, fig_dir / "gflops_vs_size.png", impls=impls, threads=threads,
                                            blas_impl="numpy" if "numpy" in impls_present else baseline))
-    heat_impls = [i for i in impls if i != baseline and i.startswith("numba")]
+    peers = tables.peer_impls(df)
+    # the kernels and the peers, each against the baseline (naive is slow everywhere)
+    heat_impls = [i for i in impls if i != baseline and (i.startswith("numba") or i in peers)]
     heatmaps = {}
     for impl in heat_impls:
         p = keep(plots.speedup_heatmap(sp, impl, baseline, fig_dir / f"speedup_heatmap_{_safe(impl)}.png",
@@ -108,7 +110,7 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     blocks += sections.speedup_blocks(sp, baseline, impls, passes, heatmaps, band)
     if baseline_present and not heat_impls:
         blocks.append(Para("*No Numba implementation in this run: no speedup heatmaps.*"))
-    blocks += sections.crossover_blocks(sp, baseline, impls, band)
+    blocks += sections.crossover_blocks(sp, baseline, impls, band, peers=peers)
     blocks += sections.throughput_blocks(df, run.env, fig_gflops)
     blocks += sections.scaling_blocks(df, fig_scaling)
     blocks += sections.compile_blocks(df, baseline, fig_compile)

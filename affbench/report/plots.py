@@ -468,7 +468,7 @@ def compile_times(df: pd.DataFrame, path: Path, *, impls: Sequence[str]) -> Path
     else:
         ax.set_xlim(0, float(ct["compile_s"].max()) * 1.25)
     ax.xaxis.set_major_formatter(_time_formatter())
-    ax.set_xlabel("first-call time: JIT compile or cache load" + (" (log scale)" if _spans_decades(ct["compile_s"]) else ""))
+    ax.set_xlabel("first-call time: JIT compile, cache load or framework start-up" + (" (log scale)" if _spans_decades(ct["compile_s"]) else ""))
     ax.set_title("Compile time per implementation and dtype (never part of a timing sample)", fontsize=11)
     ax.legend(title="dtype", fontsize=8, loc="upper right")
     ax.grid(True, axis="x", alpha=0.3)

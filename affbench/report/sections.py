@@ -195,12 +195,15 @@ def crossover_text(c: crossover.Crossover) -> str:
     return text + (" *(extrapolated)*" if c.predicted else "")
 
 
-def crossover_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], band: float = DEFAULT_TARGET) -> list[Block]:
+def crossover_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], band: float = DEFAULT_TARGET,
+                     peers: list[str] = ()) -> list[Block]:
     blocks: list[Block] = [Heading("Crossover points")]
-    numba = [i for i in impls if i.startswith("numba")] or [i for i in impls if i != baseline]
-    ws = crossover.win_summary(sp, numba, band)
+    compared = ([i for i in impls if i.startswith("numba") or i in peers]
+                or [i for i in impls if i != baseline])
+    ws = crossover.win_summary(sp, compared, band)
     if ws.empty:
-        blocks.append(Para(f"*No crossover analysis: no Numba implementation has cases matched with {baseline}.*"))
+        blocks.append(Para(f"*No crossover analysis: no Numba implementation or peer has cases matched with "
+                           f"{baseline}.*"))
         return blocks
     blocks.append(Para(
         f"For each layer size, dtype, pass and thread count: the batch sizes N at which each implementation "
@@ -279,7 +282,8 @@ def compile_blocks(df: pd.DataFrame, baseline: str, figure: Path | None) -> list
                         [[r.impl, r.dtype, fmt.seconds(r.compile_s) + (" (varies between rows)" if r.differs else "")]
                          for r in ct.itertuples()],
                         caption="The first call of each (implementation, dtype) in the run: JIT compilation or a "
-                                "cache load. It is never part of any timing sample."))
+                                "cache load (Numba, JAX), or a framework's lazy initialisation (PyTorch; importing "
+                                "it is not counted). It is never part of any timing sample."))
     if figure:
         blocks.append(Image(figure, "Figure 5: first-call (JIT compile) time per implementation and dtype."))
     return blocks

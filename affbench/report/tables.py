@@ -22,7 +22,16 @@ SHAPE_COLUMNS = ["pass", "dtype", "batch", "in_features", "out_features", "threa
 TIMED_STATUSES = ("ok", "extrapolated")
 PROBLEM_STATUSES = ("failed", "timeout", "skipped")
 PASS_ORDER = ("forward", "backward", "step")
-CANONICAL_IMPLS = ("numpy", "naive", "numba-serial", "numba-prange", "numba-tiled")
+CANONICAL_IMPLS = ("numpy", "naive", "numba-serial", "numba-prange", "numba-tiled", "torch", "torch-ops", "jax")
+
+
+def peer_impls(df: pd.DataFrame) -> list[str]:
+    """The peers of a run (PyTorch, JAX, or a plug-in with a pool of its own): the
+    implementations whose rows record a ``peer_threads`` count. Read from the results, so the
+    report needs no kernel imported."""
+    if "peer_threads" not in df.columns:
+        return []
+    return list(dict.fromkeys(df.loc[df["peer_threads"].notna(), "impl"]))
 
 
 def impl_order(impls: Iterable[str], baseline: str | None = None) -> list[str]:
@@ -297,6 +306,17 @@ def env_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:
     add("Python", get("python"))
     versions = ", ".join(f"{k} {env[k]}" for k in ("numpy", "numba", "llvmlite") if env.get(k))
     add("versions", versions or None)
+    peers = get("peers")
+    if isinstance(peers, Mapping) and peers:
+        add("peers", ", ".join(f"{k} {peers[k]}" for k in ("torch", "jax", "jaxlib") if peers.get(k)) or None)
+        jt = peers.get("jax_threads")
+        if isinstance(jt, Mapping) and jt.get("threads") is not None:
+            counts = jt.get("counts") or {}
+            add("JAX threads", f"{jt['threads']} in the main process" + (f" ({jt['how']})" if jt.get("how") else "")
+                + "".join(f"; {t} in {where}" for t, where in counts.items() if str(t) != str(jt["threads"])))
+        missing = peers.get("not_installed")
+        if isinstance(missing, Mapping) and missing:
+            add("not installed", "; ".join(str(v) for v in missing.values()))
     blas = get("blas")
     if isinstance(blas, list) and blas:
         add("BLAS", "; ".join(_blas_text(b) for b in blas if isinstance(b, Mapping)))

@@ -105,6 +105,7 @@ def _row(bench: Mapping[str, Any], case: Mapping[str, Any], finished_at: str | N
         "threads": threads,
         "numba_threads": extra.get("numba_threads"),
         "blas_threads": extra.get("blas_threads"),
+        "peer_threads": extra.get("peer_threads"),
         "status": "ok",
         "compile_s": extra.get("compile_s"),
         "repeats": stats.get("iterations"),
@@ -142,7 +143,7 @@ def _env(path: Path, data: Mapping[str, Any], ignored: list[str]) -> dict[str, A
         "noise_cv_threshold": NOISE_CV_THRESHOLD,
         "pytest_benchmark": {"file": str(path), "version": data.get("version"), "ignored": ignored},
     }
-    for key in ("numpy", "numba", "llvmlite", "blas", "numba_threading_layer", "numba_num_threads"):
+    for key in ("numpy", "numba", "llvmlite", "blas", "numba_threading_layer", "numba_num_threads", "peers"):
         if key in mi:
             env[key] = mi[key]
     if ci.get("id"):

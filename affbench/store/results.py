@@ -19,10 +19,11 @@ from typing import Any, Mapping
 
 from affbench.measure.intervals import Interval, median_interval
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Older layouts this version still reads; columns they lack are read as empty.
 READABLE_VERSIONS = {1: ("rounds", "ci_low_s", "ci_high_s", "ci_rel", "ratio", "ratio_low", "ratio_high",
-                         "ratio_rel", "stopped")}
+                         "ratio_rel", "stopped", "peer_threads"),
+                     2: ("peer_threads",)}
 RESULTS_FILE = "results.csv"
 ENV_FILE = "env.json"
 VERIFY_FILE = "verify.csv"
@@ -40,8 +41,9 @@ COLUMNS: dict[str, str] = {
     "threads": "threads requested for the case",
     "numba_threads": "numba.get_num_threads() in effect while the case was timed",
     "blas_threads": "BLAS pool size in effect while the case was timed (threadpoolctl)",
+    "peer_threads": "a peer's own pool while the case was timed: torch.get_num_threads(), or the size of JAX's XLA CPU pool (fixed when JAX started; docs/peers.md); empty for the other implementations",
     "status": "ok (measured), extrapolated (predicted, not run), skipped, failed, or timeout",
-    "compile_s": "JIT compile (or cache load) seconds for this (impl, dtype): first calls minus second calls, summed over affbench.engine.warmup's probe sizes, timed before verification; never part of any sample",
+    "compile_s": "JIT compile (or cache load) seconds for this (impl, dtype): first calls minus second calls, summed over affbench.engine.warmup's probe sizes, timed before verification; never part of any sample. For torch, the framework's lazy initialisation on its first calls (nothing is compiled); importing a framework is never counted",
     "repeats": "calls per sample: enough for one sample to last well above the timer resolution",
     "n_samples": "number of samples taken",
     "median_s": "median seconds per call (per pass)",
@@ -55,7 +57,7 @@ COLUMNS: dict[str, str] = {
     "noisy": "True when cv exceeds the noise threshold stored in env.json (noise_cv_threshold)",
     "flops": "FLOPs of one call: forward 2NKM+NM, backward 4NKM+NM, step their sum",
     "gflops": "flops / median_s / 1e9 (for extrapolated rows: the predicted rate)",
-    "peak_mem_bytes": "peak bytes allocated during one call above its inputs (NumPy and Numba allocations alike); empty for calls slower than 20 ms, which tracemalloc would slow too much",
+    "peak_mem_bytes": "peak bytes allocated during one call above its inputs (NumPy and Numba allocations alike); empty for calls slower than 20 ms, which tracemalloc would slow too much, and for the peers (torch, jax), whose allocators tracemalloc cannot see",
     "rounds": "visits of the case, spread over the run; samples_s holds them one after another",
     "ci_low_s": "low end of the 95% interval of median_s: distribution-free within rounds, widened by the spread of the round medians (affbench.measure.intervals)",
     "ci_high_s": "high end of the 95% interval of median_s",
@@ -74,7 +76,7 @@ COLUMNS: dict[str, str] = {
 KEY_COLUMNS = ("impl", "pass", "dtype", "batch", "in_features", "out_features", "threads")
 STATUSES = ("ok", "extrapolated", "skipped", "failed", "timeout")
 INT_COLUMNS = ("schema_version", "batch", "in_features", "out_features", "threads", "numba_threads",
-               "blas_threads", "repeats", "n_samples", "flops", "peak_mem_bytes", "rounds")
+               "blas_threads", "peer_threads", "repeats", "n_samples", "flops", "peak_mem_bytes", "rounds")
 FLOAT_COLUMNS = ("compile_s", "median_s", "q1_s", "q3_s", "iqr_s", "min_s", "mean_s", "std_s", "cv", "gflops",
                  "ci_low_s", "ci_high_s", "ci_rel", "ratio", "ratio_low", "ratio_high", "ratio_rel")
 
