@@ -9,16 +9,12 @@ and ``verify``; ``store/`` (results files); ``engine/`` (sweeps, the run, worker
 ``report/`` and ``train/``; the front ends ``cli``, ``commands/`` and ``pytest_plugin``.
 """
 
-# isort: off  (order matters: pool_env and malloc_env set the environment before NumPy loads)
+# Order matters (isort: skip_file): pool_env and malloc_env set the environment before NumPy loads.
+from affbench.measure import pool_env  # noqa: F401
+from affbench.measure import malloc_env  # noqa: F401  (pins glibc's malloc thresholds: see malloc_env.py)
 from affbench import registry
 from affbench.layer import Affine
-from affbench.measure import (
-    malloc_env,  # noqa: F401  (pins glibc's malloc thresholds: see malloc_env.py)
-    pool_env,  # noqa: F401
-)
 from affbench.protocol import AffineImpl, KernelImpl
-
-# isort: on
 from affbench.version import __version__
 
 __all__ = ["Affine", "AffineImpl", "KernelImpl", "registry", "__version__"]

@@ -1,8 +1,10 @@
 """Which implementations exist: declared, never discovered by accident.
 
-Built-ins register themselves when ``implementations`` is imported; third-party packages
-declare an entry point in the group ``affbench.implementations`` whose object is either an
-implementation instance or a zero-argument callable returning one (a class works).
+Every implementation, built-in or third-party, is an entry point in the group
+``affbench.implementations`` (the built-ins' are in pyproject.toml) whose object is either an
+implementation instance or a zero-argument callable returning one (a class works): one loading
+path, and the registry never imports ``implementations``. Local or test-only ones without
+packaging are named in AFFBENCH_PLUGINS as "module:attr" and loaded the same way.
 
 Optional implementations (the PyTorch and JAX peers) need packages outside affbench's own
 dependencies. ``register_optional`` registers one when its packages can be found and otherwise
@@ -18,14 +20,14 @@ import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Iterable
 
 from affbench.protocol import AffineImpl
 
 ENTRY_POINT_GROUP = "affbench.implementations"
-#: Comma-separated modules imported after the built-ins, registering themselves as the built-ins
-#: do: local or test-only implementations without packaging (e.g. tests/slowed_impl.py).
+#: Comma-separated "module:attr" objects loaded after the entry points, as entry points are:
+#: local or test-only implementations without packaging (e.g. tests/slowed_impl.py).
 PLUGINS_ENV = "AFFBENCH_PLUGINS"
 #: The implementation every other is compared with (speedups, crossovers, targets).
 BASELINE = "numpy"
@@ -108,24 +110,51 @@ def unregister(name: str) -> None:
     _unavailable.pop(name, None)
 
 
+def _add(obj: Any, *, keep: bool = True) -> AffineImpl | None:
+    """Register what an entry point (or AFFBENCH_PLUGINS) names: an implementation instance, or
+    a zero-argument callable returning one (a class works). One that ``requires`` packages
+    outside affbench's dependencies goes through register_optional (declared when missing).
+    ``keep``: an object of the same class already registered stays (with its compiled state)."""
+    # a class is checked first: the protocol's attributes are on the class too
+    impl = obj() if isinstance(obj, type) or (callable(obj) and not isinstance(obj, AffineImpl)) else obj
+    requires = tuple(getattr(impl, "requires", ()) or ())
+    if requires:
+        return register_optional(impl, requires=requires, install=getattr(impl, "install", "-"))
+    existing = _registry.get(getattr(impl, "name", None))
+    if keep and existing is not None and type(existing) is type(impl):
+        return existing
+    return register(impl)
+
+
+def _entry_points() -> list[Any]:
+    """The group's entry points, affbench's own (the built-ins, by name as installed metadata
+    lists them) first; then other packages'; then AFFBENCH_PLUGINS' "module:attr" objects."""
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    eps.sort(key=lambda ep: 0 if getattr(getattr(ep, "dist", None), "name", None) == "affbench" else 1)
+    for spec in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        eps.append(EntryPoint(name=spec, value=spec, group=ENTRY_POINT_GROUP))
+    return eps
+
+
 def _load() -> None:
     global _loaded
     if _loaded:
         return
     _loaded = True
-    importlib.import_module("implementations")
-    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+    for ep in _entry_points():
         try:
-            importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - named, and the built-ins stay usable
-            warnings.warn(f"affbench: could not import {module!r} from {PLUGINS_ENV}: {type(exc).__name__}: {exc}",
-                          stacklevel=2)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-            register(obj() if callable(obj) and not isinstance(obj, AffineImpl) else obj)
-        except Exception as exc:  # a broken plug-in must not take the built-ins down
-            warnings.warn(f"affbench: could not load implementation entry point {ep.name!r}: {exc}", stacklevel=2)
+            _add(ep.load())
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in must not take the others down
+            warnings.warn(f"affbench: could not load implementation {ep.name!r} ({getattr(ep, 'value', '?')}): "
+                          f"{type(exc).__name__}: {exc}", stacklevel=2)
+
+
+def reload() -> None:
+    """Load the entry points again: an optional implementation whose packages appeared (or
+    were hidden, as tests do) is registered (or declared) anew; the others keep their objects."""
+    global _loaded
+    _loaded = False
+    _load()
 
 
 def names() -> list[str]:

@@ -29,9 +29,12 @@ import numpy as np
 from affbench.measure import threads
 from affbench.measure.environment import package_version
 from affbench.protocol import KernelImpl
+from implementations.torch_peer import INSTALL
 
 
 class JaxAffine(KernelImpl):
+    requires = ("jax", "jaxlib")  # packages outside affbench's dependencies (the "peers" extra)
+    install = INSTALL
     name = "jax"
     description = ("JAX: jax.jit of x @ W + b and of its jax.vjp, XLA on the CPU (NumPy in without a copy, "
                    "results copied out of JAX's read-only buffers)")

@@ -79,6 +79,8 @@ class TorchAffine(KernelImpl):
     caller's arrays anyway). Not thread-safe: one graph per object, as affbench calls it.
     """
 
+    requires = ("torch",)  # packages outside affbench's dependencies (the "peers" extra)
+    install = INSTALL
     name = "torch"
     description = ("PyTorch autograd: F.linear forward recording the graph, torch.autograd.grad backward "
                    "(zero-copy from_numpy in, .numpy() out)")
@@ -131,6 +133,8 @@ class TorchOpsAffine(KernelImpl):
     """The three products as PyTorch ops, no autograd: ``addmm`` forward; ``mm``, ``mm`` and
     ``sum`` backward. Against ``torch`` it shows what autograd's bookkeeping costs."""
 
+    requires = ("torch",)  # packages outside affbench's dependencies (the "peers" extra)
+    install = INSTALL
     name = "torch-ops"
     description = "PyTorch ops without autograd: addmm forward; mm, mm, sum backward (zero-copy in and out)"
     backend = "torch"

@@ -10,7 +10,6 @@ import os
 import sys
 
 import affbench  # noqa: F401, I001  (before numpy: affbench.measure.pool_env sets what OpenBLAS reads at load)
-
 import numpy as np  # isort: skip
 import pytest
 from hypothesis import HealthCheck, settings

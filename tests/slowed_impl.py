@@ -1,6 +1,6 @@
 """A test-only implementation: numpy made slower by a known fraction.
 
-Import it through the registry's plug-in variable (``AFFBENCH_PLUGINS=slowed_impl`` with tests/
+Import it through the registry's plug-in variable (``AFFBENCH_PLUGINS=slowed_impl:SlowedAffine`` with tests/
 on PYTHONPATH) and set ``AFFBENCH_TEST_SLOWDOWN`` to the fraction (0.15: each call takes 15%
 longer than the numpy call it wraps). The extra time is a busy-wait proportional to the call's
 own measured time, so it scales with the size and with the machine's drift alike: the slowdown
@@ -52,5 +52,3 @@ class SlowedAffine(KernelImpl):
         _spin_after(t0, slowdown())
         return grads
 
-
-registry.register(SlowedAffine, replace=True)

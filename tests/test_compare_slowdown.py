@@ -17,7 +17,7 @@ TESTS = Path(__file__).parent
 
 
 def _run(out: Path, slowdown: float) -> None:
-    env = dict(os.environ, AFFBENCH_PLUGINS="slowed_impl", AFFBENCH_TEST_SLOWDOWN=str(slowdown),
+    env = dict(os.environ, AFFBENCH_PLUGINS="slowed_impl:SlowedAffine", AFFBENCH_TEST_SLOWDOWN=str(slowdown),
                PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
         [sys.executable, "-m", "affbench", "run", "--impl", "numpy,numpy-slowed", "--pass", "forward,step",

@@ -22,7 +22,6 @@ import textwrap
 import numpy as np
 import pytest
 
-import implementations
 from affbench import cli, registry
 from affbench.measure import threads
 from affbench.store import results
@@ -48,10 +47,10 @@ def peers_hidden(monkeypatch):
     """torch, jax and jaxlib made unimportable, the peers declared again; restored afterwards."""
     for module in ("torch", "jax", "jaxlib"):
         monkeypatch.setitem(sys.modules, module, None)
-    implementations.declare_peers()
+    registry.reload()
     yield
     monkeypatch.undo()
-    implementations.declare_peers()
+    registry.reload()
 
 
 def test_register_optional_declares_what_cannot_be_imported():
@@ -88,7 +87,7 @@ def test_hidden_peers_are_declared_not_registered(peers_hidden):
 
 def test_peers_come_back_when_installed(peers_hidden, monkeypatch):
     monkeypatch.undo()  # the packages are importable again (if installed at all)
-    implementations.declare_peers()
+    registry.reload()
     for name in PEERS:
         assert (name in registry.names()) != (name in registry.unavailable())
 

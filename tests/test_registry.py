@@ -22,11 +22,11 @@ class _Plugin(KernelImpl):
         return dout @ W.T, x.T @ dout, dout.sum(axis=0)
 
 
-def test_builtins_are_registered_in_order():
+def test_builtins_are_registered_by_name():
     names = registry.names()
     for n in BUILTINS:
         assert n in names
-    assert [n for n in names if n in BUILTINS] == list(BUILTINS)  # built-ins first, in this order
+    assert [n for n in names if n in BUILTINS] == sorted(BUILTINS)  # as installed metadata lists them: by name
     assert len(set(names)) == len(names)
 
 
@@ -156,3 +156,24 @@ def test_plugin_clashing_with_a_builtin_is_refused_with_a_warning(monkeypatch, f
     with pytest.warns(UserWarning, match="already registered"):
         registry.names()
     assert not isinstance(registry.get("numpy"), Clash)
+
+
+def test_builtins_come_from_the_entry_points_like_plugins():
+    """One loading path: every built-in is an entry point of affbench's own metadata."""
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep for ep in entry_points(group=registry.ENTRY_POINT_GROUP)}
+    for name in BUILTINS + ("numba-tiled",):
+        assert eps[name].value.startswith("implementations."), eps.get(name)
+        assert type(registry.get(name)) is eps[name].load()
+
+
+def test_plugins_variable_names_objects_loaded_like_entry_points(monkeypatch, fresh_registry):
+    monkeypatch.setenv(registry.PLUGINS_ENV, "test_registry:_Plugin, no_such_module_xyz:Thing")
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    try:
+        with pytest.warns(UserWarning, match="no_such_module_xyz"):
+            names = registry.names()
+        assert "test-plugin" in names and type(registry.get("test-plugin")).__name__ == "_Plugin"
+    finally:
+        registry.unregister("test-plugin")
