@@ -257,7 +257,7 @@ def test_torch_threads_are_set_per_case_with_the_other_pools_at_one():
 _JAX_PROBE = textwrap.dedent("""
     import json, os, sys, time
     import affbench, numpy as np
-    from affbench import threads
+    from affbench.measure import threads
     jax = threads.start_jax()
     import jax.numpy as jnp
     a = jnp.asarray(np.random.default_rng(0).standard_normal((768, 768)))

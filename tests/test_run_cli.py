@@ -46,7 +46,7 @@ def run_bad(tmp_path, monkeypatch, capsys, args: list[str]) -> str:
     return lines[0]
 
 
-IMPLS = ", ".join(registry.names())
+IMPLS = ", ".join(sorted([*registry.names(), *registry.unavailable()]))
 
 #: (option, bad value, text the message must contain: the accepted values or their form)
 BAD_VALUES = [

@@ -93,7 +93,7 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
     config = load_config(args.config) if args.config else {}
     name = args.preset or config.get("preset") or "default"
     sweep = preset(str(name))
-    known_impls = [*registry.names(), *registry.unavailable()]  # a declared peer is skipped, not refused
+    known_impls = sorted([*registry.names(), *registry.unavailable()])  # a declared peer is skipped, not refused
     limit = max_threads()
 
     def pick(cli_value, key):

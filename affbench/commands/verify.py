@@ -36,7 +36,7 @@ def print_report(report: VerifyReport, file=None) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    chosen = choose("--impl", args.impl, [*registry.names(), *registry.unavailable()])
+    chosen = choose("--impl", args.impl, sorted([*registry.names(), *registry.unavailable()]))
     impls, missing = registry.split_available(chosen if chosen is not None else registry.unavailable())
     if chosen is None:
         impls = None  # every installed implementation
