@@ -75,6 +75,8 @@ BAD_VALUES = [
     ("--budget", "inf", "positive number of seconds"),
     ("--max-case-s", "-2", "positive number of seconds"),
     ("--case-timeout", "0", "positive number of seconds"),
+    ("--time-limit", "-5", "positive number of seconds"),
+    ("--time-limit", "soon", "is not a number"),
 ]
 
 
@@ -169,6 +171,20 @@ def test_target_and_rounds(tmp_path):
     _, sweep = run_cmd.build_sweep(parser.parse_args(["--config", str(tmp_path / "sweep.toml"),
                                                       "--target", "0.01", "--rounds", "6"]))
     assert (sweep.plan.target, sweep.plan.min_rounds, sweep.plan.max_rounds) == (0.01, 6, 6)
+
+
+def test_time_limit(tmp_path):
+    parser = argparse.ArgumentParser()
+    run_cmd.configure(parser)
+    _, sweep = run_cmd.build_sweep(parser.parse_args([]))
+    assert sweep.time_limit_s == PRESETS["default"][1].time_limit_s and sweep.time_limit_s is not None
+    _, sweep = run_cmd.build_sweep(parser.parse_args(["--time-limit", "none"]))
+    assert sweep.time_limit_s is None
+    (tmp_path / "sweep.toml").write_text("time_limit = 90\n")
+    _, sweep = run_cmd.build_sweep(parser.parse_args(["--config", str(tmp_path / "sweep.toml")]))
+    assert sweep.time_limit_s == 90.0
+    _, sweep = run_cmd.build_sweep(parser.parse_args(["--config", str(tmp_path / "sweep.toml"), "--time-limit", "30"]))
+    assert sweep.time_limit_s == 30.0
 
 
 def test_argparse_level_mistakes_exit_2_without_a_traceback(tmp_path, monkeypatch, capsys):

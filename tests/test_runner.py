@@ -693,3 +693,89 @@ def test_a_resumed_run_predicts_from_earlier_sessions(tmp_path):
     assert engine.predict(big)["status"] == "extrapolated"
     assert engine.timed_out[("numba-serial", "step", "float64", 1)][1] == "N=2 K=64 M=64"
     assert engine.rates[("numba-serial", "step", "float64", 1)] == [(0.5, small.flops, "N=16 K=64 M=64")]
+
+
+# --------------------------------------------------------------------------- the time limit
+def _extra_sweep(time_limit_s):
+    # a target no 2-round case reaches: every group ends its planned rounds imprecise
+    return Sweep(impls=("numpy", "numba-serial"), passes=("forward",), dtypes=("float64",), batches=(1, 4),
+                 layers=((8, 4),), threads=(1,), time_limit_s=time_limit_s,
+                 plan=Plan(min_samples=2, max_samples=60, budget_s=0.02, min_rounds=2, max_rounds=2, target=1e-9))
+
+
+@pytest.mark.parametrize("workers", [False, True])
+def test_imprecise_groups_get_extra_rounds_within_the_time_limit(tmp_path, capsys, workers):
+    run_dir, status = runner.run(runner.RunOptions(sweep=_extra_sweep(300.0), out=tmp_path / "run", report=False,
+                                                   progress=False, workers=workers))
+    assert status == 0
+    rows = read_rows(run_dir).rows
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    # far from the limit, so every group takes every extra round the engine allows
+    assert {r["rounds"] for r in rows} == {2 + runner.MAX_EXTRA_ROUNDS}
+    assert {r["stopped"] for r in rows} == {"time_limit"}
+    assert f"{runner.MAX_EXTRA_ROUNDS} extra round(s)" in capsys.readouterr().err
+
+
+def test_without_a_time_limit_a_group_stops_at_max_rounds(tmp_path):
+    run_dir, status = runner.run(runner.RunOptions(sweep=_extra_sweep(None), out=tmp_path / "run", report=False,
+                                                   progress=False, workers=False))
+    rows = read_rows(run_dir).rows
+    assert status == 0 and {r["rounds"] for r in rows} == {2}
+    assert {r["stopped"] for r in rows} <= {"max_rounds", "budget"}
+
+
+def test_a_spent_time_limit_adds_no_round_and_loses_no_row(tmp_path):
+    run_dir, status = runner.run(runner.RunOptions(sweep=_extra_sweep(1e-3), out=tmp_path / "run", report=False,
+                                                   progress=False, workers=False))
+    rows = read_rows(run_dir).rows
+    assert status == 0 and len(rows) == 4 and {r["rounds"] for r in rows} == {2}
+
+
+def test_extra_rounds_stop_at_the_deadline_and_write_every_held_group(tmp_path):
+    """A fake clock: each extra round costs 10 s of it; a deadline 21 s away leaves room for
+    two (after two, 1 s is left, less than the worker's start reserved); the groups are
+    written all the same."""
+    sweep = _extra_sweep(21.0)
+    impls = {n: registry.get(n) for n in sweep.impls}
+    engine = runner.Engine(runner.RunOptions(sweep=sweep, report=False, progress=False, workers=False), tmp_path,
+                           [], impls)
+    held = []
+    for batch in (1, 4):
+        state = engine.prepare_group([c for c in expand(sweep, impls, 1) if c.batch == batch], lambda row: None)
+        while not state.settled:
+            engine.visit(state)
+        held.append(state)
+    now = [0.0]
+    visits = []
+
+    def clock():
+        return now[0]
+
+    def on_group(state):
+        visits.append(state.first.batch)
+        now[0] += 5.0
+    rows = []
+    taken = engine.extra_rounds(held, 21.0, rows.append, on_group, clock=clock)
+    assert taken == 2 and sorted(visits) == [1, 1, 4, 4]
+    assert len(rows) == 4 and {r["rounds"] for r in rows} == {4} and not held
+
+
+class _Held:
+    def __init__(self, name, width, cost):
+        self.name, self.width, self.cost = name, width, cost
+
+    def widest(self):
+        return self.width
+
+    def round_cost(self, plan):
+        return self.cost
+
+
+def test_extra_rounds_go_to_the_widest_intervals_that_fit():
+    groups = [_Held("narrow", 0.03, 1.0), _Held("wide", 0.30, 6.0), _Held("wider", 0.40, 5.0),
+              _Held("cheap", 0.05, 0.5)]
+    chosen = runner.choose_extra(groups, 11.2, Plan())
+    assert [g.name for g in chosen] == ["wider", "wide"]  # 11 s; neither narrow (12 s) nor cheap (11.5 s) fits
+    chosen = runner.choose_extra(groups, 7.0, Plan())
+    assert [g.name for g in chosen] == ["wider", "cheap", "narrow"]  # "wide" does not fit after "wider"
+    assert runner.choose_extra(groups, 0.1, Plan()) == []

@@ -96,7 +96,7 @@ def test_sigterm_during_a_worker_round_keeps_rows_and_leaves_no_worker(tmp_path,
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "affbench", "run", "--impl", "numpy,numba-serial", "--pass", "forward",
            "--dtype", "float64", "--batch", "1,2,3,4,5,6", "--layer", "8:4,16:8", "--threads", "1",
-           "--rounds", "3", "--budget", "0.3", "--out", str(out), "--no-report", "--no-progress"]
+           "--rounds", "3", "--budget", "0.3", "--time-limit", "none", "--out", str(out), "--no-report", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     job = out / ".worker" / "job.json"
     deadline = time.monotonic() + 120

@@ -84,6 +84,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-workers", action="store_true",
                    help="take every round in this process (rounds 2 and later run in fresh worker processes "
                         "by default, as in `run`: a process's lasting state then lands inside the interval)")
+    p.add_argument("--sample-ms", type=float, metavar="MS",
+                   help="each sample lasts at least MS milliseconds of back-to-back calls (default 20, "
+                        "--grid 5; `run` takes 1): to see whether the sample length moves a ratio")
     p.add_argument("--parts", action="store_true",
                    help="also time forward() and backward() apart (same round-robin) and print them "
                         "per target")
@@ -281,7 +284,10 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError(f"--samples: {args.samples} is too few for a median; accepted: 3 or more")
     samples = args.samples or (3 if args.quick else 5)
     rounds = (3, 4) if args.quick else (5, 8)
-    plan = Plan(min_sample_s=0.005 if args.grid else 0.02, warmup_calls=1, min_samples=samples * rounds[0],
+    if args.sample_ms is not None and not 0.01 <= args.sample_ms <= 1000:
+        raise UsageError(f"--sample-ms: {args.sample_ms:g} is outside 0.01-1000 ms")
+    sample_s = args.sample_ms / 1e3 if args.sample_ms is not None else (0.005 if args.grid else 0.02)
+    plan = Plan(min_sample_s=sample_s, warmup_calls=1, min_samples=samples * rounds[0],
                 max_samples=samples * rounds[1], budget_s=math.inf, target=DEFAULT_TARGET,
                 min_rounds=rounds[0], max_rounds=rounds[1])
 
@@ -290,7 +296,8 @@ def execute(args: argparse.Namespace) -> int:
     print(f"compile (first calls, both dtypes, all code paths): {_compile(subject):.2f} s")
     print(f"peak ({peak_note()}): "
           f"{peak_gflops('float64'):.1f} / {peak_gflops('float32'):.1f} GFLOP/s; "
-          f"{samples} round-robin samples per kernel per round, {rounds[0]}-{rounds[1]} rounds; "
+          f"{samples} round-robin samples of {sample_s * 1e3:g} ms or more per kernel per round, "
+          f"{rounds[0]}-{rounds[1]} rounds; "
           "ratios: median of paired samples (95% interval)\n")
     misses = noisy = 0
     start = load.snapshot()

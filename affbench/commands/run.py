@@ -2,12 +2,13 @@
 
 Every axis can be narrowed or widened from the command line or a TOML file (--config, same
 keys as the options: impl, pass, dtype, batch, layer = ["784:50", ...], threads, preset,
-budget, target, rounds, min_samples, max_samples, max_case_s, case_timeout). Command-line
+budget, target, rounds, min_samples, max_samples, max_case_s, case_timeout, time_limit). Command-line
 options override the file, the file overrides the preset.
 
 Each case is sampled in rounds spread over the run (round 1 here, later rounds in fresh worker
 processes) until the 95% intervals of its median and of its ratio to numpy are within --target,
-or its budget runs out; the intervals and the precision reached are stored with every row.
+or its budget runs out; groups still short of it get extra rounds while the run is within
+--time-limit of its start. The intervals and the precision reached are stored with every row.
 
 Writes results.csv (a row per case, appended as its group finishes), env.json, verify.csv, run.json
 and the report; reports/latest points at the newest run. Ctrl-C or a kill keeps every
@@ -59,6 +60,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="visits of each case, spread over the run (precision is checked from MIN on)")
     p.add_argument("--max-case-s", type=float, metavar="SECONDS",
                    help="cases predicted to take longer are extrapolated, not run")
+    p.add_argument("--time-limit", metavar="SECONDS",
+                   help="groups still short of the target after their rounds get extra rounds, widest interval "
+                        "first, while the run is within SECONDS of its start, compilation included (preset: "
+                        "default 280, quick 50; 'none': no extra rounds); never cuts a group's planned rounds")
     p.add_argument("--case-timeout", type=float, metavar="SECONDS",
                    help="a case running longer is recorded as timed out and the sweep goes on")
     p.add_argument("--out", metavar="DIR", help="write the run here instead of reports/<run-id>/")
@@ -161,6 +166,9 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
     timeout, name_ = scalar(args.case_timeout, "case_timeout", "--case-timeout")
     if timeout is not None:
         changes["case_timeout_s"] = _positive_float(name_, timeout)
+    limit_, name_ = scalar(args.time_limit, "time_limit", "--time-limit")
+    if limit_ is not None:
+        changes["time_limit_s"] = None if str(limit_).strip().lower() == "none" else _positive_float(name_, limit_)
     return str(name), replace(sweep, **changes)
 
 

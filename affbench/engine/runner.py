@@ -37,6 +37,7 @@ from affbench.measure import environment, load, threads
 from affbench.measure.intervals import Interval
 from affbench.measure.timing import (
     NOISE_CV_THRESHOLD,
+    Plan,
     Timed,
     active,
     clock_resolution,
@@ -61,6 +62,10 @@ PY_FLOAT_BYTES = 32
 #: A prediction reaches at most this factor in FLOPs beyond the case it rests on: a rate
 #: measured on a tiny, overhead-bound case says little about one 10^4 times larger.
 MAX_EXTRAPOLATION = 1000.0
+#: What starting a worker process costs (imports, cached kernels): reserved before an extra round.
+WORKER_START_S = 1.5
+#: Extra rounds (beyond the plan's max_rounds) a run takes at most, however much time is left.
+MAX_EXTRA_ROUNDS = 12
 #: tracemalloc slows the allocation of Python objects 10-50x: calls slower than this are
 #: not traced (their peak_mem_bytes stays empty).
 MAX_TRACED_CALL_S = 0.02
@@ -137,6 +142,37 @@ class GroupState:
     @property
     def settled(self) -> bool:
         return all(t.settled or t.error is not None for _, t, _ in self.cases)
+
+    def imprecise(self, target: float) -> list[Timed]:
+        """The cases whose median or ratio is not yet within ``target``."""
+        return [t for _, t, _ in self.cases if t.error is None and t.rounds and precision(t).worst > target]
+
+    def widest(self) -> float:
+        """The largest relative half-width among its cases: how much another round is worth."""
+        widths = [precision(t).worst for _, t, _ in self.cases if t.error is None and t.rounds]
+        return max(widths, default=0.0)
+
+    def round_cost(self, plan: Plan) -> float:
+        """Seconds its last round took, estimated from the samples: what another round costs."""
+        total = 0.0
+        for _, t, _ in self.cases:
+            if t.error is None and t.rounds:
+                last = t.rounds[-1]
+                per_call = float(np.median(last))
+                total += per_call * (len(last) * (max(t.repeats, 1) + t.prime) + plan.warmup_calls)
+        return total
+
+
+def choose_extra(held: Sequence["GroupState"], seconds: float, plan: Plan) -> list["GroupState"]:
+    """The groups that take the next extra round: widest interval first, each while its
+    estimated round still fits in ``seconds`` (a cheap group further down may fill the rest)."""
+    chosen, cost = [], 0.0
+    for state in sorted(held, key=lambda s: -s.widest()):
+        c = state.round_cost(plan)
+        if cost + c <= seconds:
+            chosen.append(state)
+            cost += c
+    return chosen
 
 
 # --------------------------------------------------------------------------- the engine
@@ -237,6 +273,42 @@ class Engine:
                 if isinstance(timed.error, CaseTimeout):
                     self.learn(case, "timeout")
             settle([t for _, t, _ in state.cases], self.o.sweep.plan)
+
+    def extra_rounds(self, held: list["GroupState"], deadline: float, write: Callable[[dict[str, Any]], None],
+                     on_group: Callable[["GroupState"], None] = lambda s: None,
+                     clock: Callable[[], float] = time.monotonic) -> int:
+        """Rounds beyond ``max_rounds`` for the groups still short of the target, widest interval
+        first, while the run's time allowance lasts; then their rows. Returns the rounds taken.
+
+        The time a run may take is fixed by its preset, not by its cases: a machine that is
+        quiet today settles most groups early, and what they leave is spent where the
+        intervals are widest (mostly 2-thread calls and calls of 10 ms or more, whose samples
+        jump by 20-50%: docs/measurement.md) instead of finishing early."""
+        plan = self.o.sweep.plan
+        taken = 0
+        try:
+            while held and taken < MAX_EXTRA_ROUNDS:
+                chosen = choose_extra(held, deadline - clock() - WORKER_START_S, plan)
+                if not chosen:
+                    break
+                for state in chosen:
+                    for t in state.imprecise(plan.target):
+                        t.settled = False
+                if self.o.workers:
+                    self.visit_in_worker(chosen, lambda i: on_group(chosen[i]))
+                else:
+                    for state in chosen:
+                        self.visit(state)
+                        on_group(state)
+                taken += 1
+                for state in chosen:
+                    if not state.imprecise(plan.target):
+                        held.remove(state)
+                        self.finish_group(state, write)
+        finally:  # interrupted or done: the rows of the groups still held are measurements too
+            while held:
+                self.finish_group(held.pop(0), write)
+        return taken
 
     def time_group(self, group: list[Case], write: Callable[[dict[str, Any]], None]) -> None:
         """Every round of one group, back to back (the run spreads them out instead)."""
@@ -504,6 +576,8 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
     if deferred:  # measured in child processes after the others (run_jax_children)
         later = {c.case_id for c in deferred}
         todo = [c for c in todo if c.case_id not in later]
+    session_start = time.monotonic()  # the time limit counts compilation and verification too
+    deadline = None if sweep.time_limit_s is None else session_start + sweep.time_limit_s
     engine = Engine(options, run_dir, cases, impls)
     engine.learn_from_rows(previous)
     log = engine.log
@@ -570,6 +644,7 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
             # still need them: a group's rounds lie a whole pass apart, so a slow window of the
             # machine lands on one of its rounds, inside its interval, not on all of them
             pending: list[GroupState] = []
+            held: list[GroupState] = []  # out of rounds but imprecise: extra rounds if time allows
             for group in groups:
                 ok = [c for c in group if c.impl not in failed]
                 for c in group:
@@ -582,7 +657,10 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
                 engine.visit(state)
                 step(f"round 1: {_label(state.first)}")
                 if state.settled and state.rounds >= rounds:
-                    engine.finish_group(state, write)
+                    if deadline is not None and state.imprecise(sweep.plan.target):
+                        held.append(state)
+                    else:
+                        engine.finish_group(state, write)
                 else:
                     pending.append(state)
             number = 1
@@ -599,11 +677,19 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
                         step(f"round {number}: {_label(state.first)}")
                 later: list[GroupState] = []
                 for state in pending:
-                    if state.settled:
-                        engine.finish_group(state, write)
-                    else:
+                    if not state.settled:
                         later.append(state)
+                    elif deadline is not None and state.imprecise(sweep.plan.target):
+                        held.append(state)  # extra rounds if the run's time allows (extra_rounds)
+                    else:
+                        engine.finish_group(state, write)
                 pending = later
+            if held:
+                assert deadline is not None
+                taken = engine.extra_rounds(held, deadline, write, lambda s: (
+                    setattr(bar, "total", bar.total + 1), step(f"extra round: {_label(s.first)}")))
+                log(f"{taken} extra round(s) for the least precise groups within the time limit "
+                    f"({sweep.time_limit_s:g} s)")
         finally:
             bar.close()
         if deferred:

@@ -70,6 +70,9 @@ class Sweep:
     #: a case predicted to take longer than this (min_samples + warm-up calls) is extrapolated
     max_case_s: float = 2.0
     case_timeout_s: float | None = None
+    #: seconds from the start of the run (compilation included) within which groups still short
+    #: of the target get rounds beyond max_rounds, widest interval first; None: no extra rounds
+    time_limit_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -94,6 +97,7 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         plan=Plan(min_samples=8, max_samples=60, budget_s=0.12, min_rounds=4, max_rounds=6),
         max_case_s=0.5,
         case_timeout_s=20.0,
+        time_limit_s=50.0,  # extra rounds for imprecise groups up to here (a warm cache finishes in ~35 s)
     )),
     "default": ("the main job: a training step (forward + backward) of real layer sizes, every "
                 "implementation, both dtypes, 1 and all threads; under 5 minutes on 2 cores (~8 with the peers)", Sweep(
@@ -110,6 +114,9 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         # round) measured, and leaves out the 0.15-0.45 s calls of the pure-Python loops
         max_case_s=2.3,
         case_timeout_s=20.0,  # a safety net under the extrapolation, never reached when it predicts well
+        # the planned rounds end at ~240 s with a cold Numba cache, ~210 s warm; what is left of
+        # 280 s goes to extra rounds where intervals are widest (the report takes ~3 s more)
+        time_limit_s=280.0,
     )),
     "full": ("every layer and batch size 1..1024, more samples (hours)", Sweep(
         batches=(1, 2, 4, 8, 16, 32, 64, 100, 128, 256, 512, 1024),
@@ -177,7 +184,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"--config: {path}: cannot read it as TOML ({exc})") from None
     known = {"preset", "impl", "pass", "dtype", "batch", "layer", "threads", "budget", "min_samples",
-             "max_samples", "max_case_s", "case_timeout", "target", "rounds"}
+             "max_samples", "max_case_s", "case_timeout", "target", "rounds", "time_limit"}
     unknown = set(data) - known
     if unknown:
         raise UsageError(f"--config: {path}: unknown key(s) {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(known))}")

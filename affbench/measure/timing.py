@@ -251,6 +251,8 @@ def stop_reason(case: Timed, plan: Plan) -> str:
     """Why a settled case stopped: 'precise', or what ran out first."""
     if precision(case).worst <= plan.target:
         return "precise"
+    if len(case.rounds) > plan.max_rounds:  # only the run's time allowance gives rounds beyond these
+        return "time_limit"
     if len(case.samples or ()) >= plan.max_samples:
         return "max_samples"
     if sum(case.samples or ()) * max(case.repeats, 1) >= plan.budget_s:

@@ -66,7 +66,8 @@ COLUMNS: dict[str, str] = {
     "ratio_low": "low end of the 95% interval of ratio",
     "ratio_high": "high end of the 95% interval of ratio",
     "ratio_rel": "achieved precision of ratio, relative half-width like ci_rel",
-    "stopped": "why sampling stopped: precise (every interval within the plan's target), budget, max_samples or max_rounds",
+    "stopped": "why sampling stopped: precise (every interval within the plan's target), budget, max_samples, max_rounds, "
+               "or time_limit (extra rounds beyond max_rounds until the run's time limit)",
     "samples_s": "every sample, seconds per call, space-separated (for compare's statistics)",
     "error": "why a case failed, timed out or was skipped; for extrapolated rows, what the prediction was based on",
     "finished_at": "UTC time the case finished (ISO 8601)",
