@@ -187,6 +187,17 @@ def test_baseline_judged_by_its_standing_against_the_others():
     cmp = compare_rows(a, b)
     base = next(c for c in cmp.cases if c.impl == "numpy")
     assert base.verdict == "slower" and base.ratio == pytest.approx(1.15)
+    # one of the others really 15% slower: only its own verdict moves, numpy's does not
+    for others in ({"numba-tiled": 1.1, "numba-serial": 5.0, "numba-prange": 2.0}, {"numba-tiled": 1.1, "numba-prange": 2.0}):
+        changed = dict(others, **{"numba-tiled": 1.1 * 1.15})
+        cmp = compare_rows(_group(others, 1.0), _group(changed, 1.2))
+        verdicts = {c.impl: c.verdict for c in cmp.cases}
+        assert verdicts.pop("numba-tiled") == "slower"
+        assert set(verdicts.values()) == {"same"}, verdicts
+    # two others moving opposite ways: no agreement, numpy is not called either way
+    cmp = compare_rows(_group({"numba-tiled": 1.1, "numba-prange": 2.0}, 1.0),
+                       _group({"numba-tiled": 1.1 * 1.15, "numba-prange": 2.0 / 1.15}, 1.0))
+    assert next(c for c in cmp.cases if c.impl == "numpy").verdict == "same"
     # one other only: the standing cannot tell which one moved; numpy keeps its time
     one = compare_rows(_group({"numba-tiled": 1.1}, 1.0), _group({"numba-tiled": 1.1}, 1.0))
     assert next(c for c in one.cases if c.impl == "numpy").measure == "time"
