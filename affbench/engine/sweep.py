@@ -94,10 +94,12 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
     "quick": ("smoke test, under a minute on 2 cores (CI); ~100 s with the peers installed", Sweep(
         batches=(1, 100),
         layers=((784, 50), (256, 256)),
-        plan=Plan(min_samples=8, max_samples=60, budget_s=0.12, min_rounds=4, max_rounds=6),
+        plan=Plan(min_samples=6, max_samples=60, budget_s=0.05, min_rounds=3, max_rounds=4),
         max_case_s=0.5,
         case_timeout_s=20.0,
-        time_limit_s=50.0,  # extra rounds for imprecise groups up to here (a warm cache finishes in ~35 s)
+        # planned rounds ~20 s after a ~37 s first compile (cold: ~60 s in all); with a warm cache
+        # the rest of 50 s goes to extra rounds where intervals are widest
+        time_limit_s=50.0,
     )),
     "default": ("the main job: a training step (forward + backward) of real layer sizes, every "
                 "implementation, both dtypes, 1 and all threads; under 5 minutes on 2 cores (~8 with the peers)", Sweep(
