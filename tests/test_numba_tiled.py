@@ -355,3 +355,48 @@ def test_kernels_grid_refuses_mixed_options(capsys):
     assert cli.main(["kernels", "--grid", "--pass", "sideways"]) == 2
     err = capsys.readouterr().err
     assert "--parts and --grid" in err and "--pass applies to --grid only" in err and "'sideways'" in err
+
+
+def test_the_kernels_use_the_widest_vectors_the_cpu_has():
+    assert nt.HOST_VECTOR_BYTES in (32, 64) and nt.VECTOR_BYTES == nt.HOST_VECTOR_BYTES
+    assert nt._OPTS["cache"]
+    assert nt._nr(np.empty(1)) == nt.NV * nt.VECTOR_BYTES // 8
+
+
+@pytest.mark.skipif(nt.HOST_VECTOR_BYTES < 64, reason="an AVX2-only CPU runs the ymm kernels in every other test")
+def test_the_ymm_kernels_on_an_avx512_machine():
+    """The CI machine may lack AVX-512 (the project's first VM did): here the AVX2 kernels are
+    checked too, in a subprocess that asks for them (uncached: Numba's cache does not key on
+    the width), on the shapes that take every path and every edge tile."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from affbench import registry\n"
+        "from affbench.verify import make_inputs\n"
+        "from implementations import numba_tiled as nt\n"
+        "assert nt.VECTOR_BYTES == 32 and not nt._OPTS['cache']\n"
+        "impl = registry.get('numba-tiled')\n"
+        "for shape in [(1, 784, 50), (100, 784, 50), (7, 33, 17), (19, 64, 300), (130, 300, 70), (600, 70, 1030),\n"
+        "              (1, 1030, 131), (256, 256, 256)]:\n"
+        "    for dt in ('float32', 'float64'):\n"
+        "        x, W, b, d = make_inputs(*shape, dt, seed=1, integers=True)\n"
+        "        assert (impl.forward(x, W, b) == x @ W + b).all(), shape\n"
+        "        dx, dW, db = impl.backward(x, W, d)\n"
+        "        assert (dx == d @ W.T).all() and (dW == x.T @ d).all() and (db == d.sum(0)).all(), shape\n"
+        "print('ok')\n")
+    env = dict(os.environ, **{nt.VECTOR_BYTES_ENV: "32"})
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("value", ["48", "wide"])
+def test_a_bad_vector_width_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv(nt.VECTOR_BYTES_ENV, value)
+    with pytest.raises(ValueError, match=f"{nt.VECTOR_BYTES_ENV}={value!r}: accepted 32"):
+        nt._vector_bytes(64)
+    monkeypatch.setenv(nt.VECTOR_BYTES_ENV, "64")
+    with pytest.raises(ValueError, match="no AVX-512F"):
+        nt._vector_bytes(32)
