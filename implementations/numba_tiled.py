@@ -502,6 +502,9 @@ def _make_colvec_kernel(nvr: int, ncol: int):
 
 _ukr_main = _make_ukernel(MR, NV)
 _ukr_rem = _make_ukernel(MR, 1)  # the last column tile when it is at most one vector wide
+#: one vector of columns, twice MR rows (12 accumulators, as many as _ukr_main): the vector part
+#: of a last tile one vector and at most DOT_COLS columns wide (float32 zmm: M = 50 is 32 + 16 + 2)
+_ukr_tall = _make_ukernel(2 * MR, 1)
 _ukr_dot = _make_dot_kernel(MR, DOT_COLS)
 _ukr_colv = _make_colvec_kernel(COLV_VECTORS, DOT_COLS)
 _ukr_thin13 = _make_ukernel(1, NV_THIN[0])
@@ -621,6 +624,8 @@ def _make_pack_cols(nv: int):
 
 _pack_rows = _make_pack_rows(NV)
 _pack_cols = _make_pack_cols(NV)
+_pack_rows1 = _make_pack_rows(1)  # the vector part of a split panel (see _pack_b)
+_pack_cols1 = _make_pack_cols(1)
 
 
 @njit(**_OPTS)
@@ -659,7 +664,8 @@ def _pack_b(B, trans, p0, kc, j0, nc, buf, nr_c, db, sum_db, dot):
     registers), else B[p, j] (rows copied a vector at a time). Columns past nc are zero.
     sum_db: db[j0+j] += B(p, j) for the packed rows (the fused db; only without trans).
     dot: a last panel of at most DOT_COLS columns is stored column-major instead,
-    buf[q*NR*kc + c*kc + p], for _ukr_dot.
+    buf[q*NR*kc + c*kc + p], for _ukr_dot; one of VL + at most DOT_COLS columns is split: its
+    first VL columns VL wide, buf[q*NR*kc + p*VL + c], then the rest column-major after them.
     buf must be 32-byte aligned (the panels are stored with aligned vector stores).
     """
     npan = (nc + nr_c - 1) // nr_c
@@ -670,7 +676,27 @@ def _pack_b(B, trans, p0, kc, j0, nc, buf, nr_c, db, sum_db, dot):
         base = q * nr_c * kc
         jb = j0 + q * nr_c
         cols = min(nr_c, nc - q * nr_c)
-        if dot and cols <= DOT_COLS:
+        if dot and vl < cols <= vl + DOT_COLS:
+            # a split panel: its first VL columns row-major, VL wide (for _ukr_tall), the rest
+            # column-major after them (for _ukr_dot): no FMA on lanes past the last column
+            if trans:
+                kb = kc // vl
+                _pack_cols1(kb, Bf, jb * ldb + p0, ldb, buf, base, vl)
+                for p in range(kb * vl, kc):
+                    for c in range(vl):
+                        buf[base + p * vl + c] = B[jb + c, p0 + p]
+            else:
+                _pack_rows1(kc, Bf, p0 * ldb + jb, ldb, buf, base, vl, db, jb, False)
+            rest = base + kc * vl
+            for c in range(cols - vl):
+                o = rest + c * kc
+                if trans:
+                    for p in range(kc):
+                        buf[o + p] = B[jb + vl + c, p0 + p]
+                else:
+                    for p in range(kc):
+                        buf[o + p] = B[p0 + p, jb + vl + c]
+        elif dot and cols <= DOT_COLS:
             for c in range(cols):
                 o = base + c * kc
                 if trans:
@@ -778,6 +804,25 @@ def _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc
             for ir in range(0, mc, vrows):
                 _ukr_colv(kc, asrc, pc * lda + ic + ir, lda, bsrc, boff, bstride,
                           C, (ic + ir) * ldc + jc + jr, ldc, mode, min(vrows, mc - ir), nr)
+            continue
+        vl = nr_c // NV
+        if dot and vl < nr <= vl + DOT_COLS:  # a split panel (_pack_b); A is x, read in place
+            for ir in range(0, mc, 2 * MR):
+                _ukr_tall(kc, asrc, (ic + ir) * lda + pc, lda, 1, bsrc, boff, vl,
+                          C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, min(2 * MR, mc - ir), vl)
+            for ir in range(0, mc, MR):
+                _ukr_dot(kc, asrc, (ic + ir) * lda + pc, lda, bsrc, boff + kc * vl, C, (ic + ir) * ldc + jc + jr + vl,
+                         ldc, bias, jc + jr + vl, mode, min(MR, mc - ir), nr - vl)
+            continue
+        if ta and not pa and vl < nr <= vl + DOT_COLS:
+            # one vector and a narrow rest: the vector by _ukr_tall, the rest as above, instead
+            # of a main tile whose second vector does DOT_COLS of VL lanes' work
+            for ir in range(0, mc, 2 * MR):
+                _ukr_tall(kc, asrc, pc * lda + ic + ir, 1, lda, bsrc, boff, bstride,
+                          C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, min(2 * MR, mc - ir), vl)
+            for ir in range(0, mc, vrows):
+                _ukr_colv(kc, asrc, pc * lda + ic + ir, lda, bsrc, boff + vl, bstride,
+                          C, (ic + ir) * ldc + jc + jr + vl, ldc, mode, min(vrows, mc - ir), nr - vl)
             continue
         for ir in range(0, mc, MR):
             mr = min(MR, mc - ir)

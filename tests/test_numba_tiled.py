@@ -400,3 +400,22 @@ def test_a_bad_vector_width_is_refused_by_name(monkeypatch, value):
     monkeypatch.setenv(nt.VECTOR_BYTES_ENV, "64")
     with pytest.raises(ValueError, match="no AVX-512F"):
         nt._vector_bytes(32)
+
+
+def _split_widths(itemsize: int) -> list[int]:
+    """Column counts whose last tile is one vector plus 1 or 2 columns (a split panel), on
+    either side of it, for this machine's vector width."""
+    vl = nt.VECTOR_BYTES // itemsize
+    nr = nt.NV * vl
+    return [nr + vl + 1, nr + vl + 2, nr + vl + 3, vl + 1, vl + 2, 2 * nr + vl + 2]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_split_panels_exact_on_integers(dtype):
+    """A last column tile of one vector and 1-2 columns more is split (_pack_b, _macro): the
+    vector by _ukr_tall, the rest by _ukr_dot (forward, dX) or _ukr_colv (dW). Every product
+    takes it here, serial and parallel, with packed B transposed (dX) and not (forward)."""
+    for n in _split_widths(np.dtype(dtype).itemsize):
+        for shape in [(13, 70, n), (100, 784, n), (40, n, 9), (100, n, 784 % n + n), (7, n, n)]:
+            c = check_exact(IMPL, *shape, dtype)
+            assert c.passed, (shape, c.detail)
