@@ -1194,22 +1194,6 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
                        np.empty((0, 0, 0), C.dtype))
 
 
-@njit(**_OPTS)
-def _forward_serial(x, W, b, y):
-    """The forward of a layer too small for threads (N*K*M < PARALLEL_WORK), one call from
-    Python. At N=16, 50->10 the call's dispatch is the cost: numba-tiled's step measured
-    1.11-1.22x NumPy's time with four arguments fewer here, and no numba.get_num_threads()
-    (0.5 us in Python) to ask."""
-    _gemm(x, False, W, False, y, b, True, b, False, x.shape[1], 1)
-
-
-@njit(**_OPTS)
-def _backward_serial(x, W, dout, dx, dW, db):
-    """dX and dW (db fused) of a layer too small for threads, in one call from Python instead of two."""
-    _gemm(dout, False, W, True, dx, db, False, db, False, W.shape[1], 1)  # NT: dx = dout . W^T
-    _gemm(x, True, dout, False, dW, db, False, db, True, x.shape[0], 1)  # TN: dW = x^T . dout, db fused
-
-
 class NumbaTiledAffine(KernelImpl):
     name = "numba-tiled"
     description = ("packed, cache-blocked GEMM with a 6x2-vector FMA micro-kernel (LLVM IR intrinsic), "
@@ -1235,8 +1219,8 @@ class NumbaTiledAffine(KernelImpl):
             _row_stream(x, W, b, y, np.empty((T - 1 if K >= 8 * T else 0, 1, M), dtype=x.dtype))
         elif N == 1:
             _row_nn(x, W, b, y)
-        elif N * K * M < PARALLEL_WORK:
-            _forward_serial(x, W, b, y)
+        elif N * K * M < PARALLEL_WORK:  # serial anyway: not worth numba.get_num_threads()' 0.5 us
+            _gemm(x, False, W, False, y, b, True, b, False, K, 1)
         else:
             _gemm(x, False, W, False, y, b, True, b, False, K, numba.get_num_threads())
         return y
@@ -1254,10 +1238,9 @@ class NumbaTiledAffine(KernelImpl):
             return dx, dW, db
         if N == 1:
             _row_backward(x, W, dout, dx, dW, db)
-        elif N * K * M < PARALLEL_WORK:
-            _backward_serial(x, W, dout, dx, dW, db)
         else:
-            threads = numba.get_num_threads()
+            # a layer too small for threads runs serially anyway: not worth asking for the count
+            threads = 1 if N * K * M < PARALLEL_WORK else numba.get_num_threads()
             _gemm(dout, False, W, True, dx, db, False, db, False, M, threads)  # NT: dx = dout . W^T
             _gemm(x, True, dout, False, dW, db, False, db, True, N, threads)  # TN: dW = x^T . dout, db fused
         return dx, dW, db
