@@ -291,10 +291,10 @@ def test_kernels_command_refuses_what_it_cannot_measure(capsys):
     assert cli.main(["kernels", "--samples", "2"]) == 2
 
 
-def test_three_threads_in_a_subprocess():
-    """More threads than this 2-core machine has cores (a bigger machine's default): the static
-    split hands every task all m rows when it splits by columns, and the packing buffer must hold
-    them (a review found heap corruption at N=19, K=64, M=256 on 3 threads, sized for m/T rows)."""
+def _exact_in_subprocess(setup: str, shapes: list[tuple[int, int, int]], env: dict[str, str]) -> None:
+    """Every shape, both dtypes, checked bit for bit on integers in a fresh Python started with
+    ``env`` on top of this one's (Numba reads thread counts and affbench its settings at import);
+    ``setup`` asserts what that process must see."""
     import os
     import subprocess
     import sys
@@ -303,19 +303,28 @@ def test_three_threads_in_a_subprocess():
         "import numpy as np, numba\n"
         "from affbench import registry\n"
         "from affbench.verify import make_inputs\n"
-        "assert numba.get_num_threads() == 3\n"
+        "from implementations import numba_tiled as nt\n"
+        f"{setup}\n"
         "impl = registry.get('numba-tiled')\n"
-        "for shape in [(19, 64, 256), (30, 64, 258), (24, 100, 1000), (19, 64, 300), (40, 300, 70),\n"
-        "              (1, 1030, 131)]:\n"
+        f"for shape in {shapes!r}:\n"
         "    for dt in ('float32', 'float64'):\n"
         "        x, W, b, d = make_inputs(*shape, dt, seed=1, integers=True)\n"
         "        assert (impl.forward(x, W, b) == x @ W + b).all(), shape\n"
         "        dx, dW, db = impl.backward(x, W, d)\n"
         "        assert (dx == d @ W.T).all() and (dW == x.T @ d).all() and (db == d.sum(0)).all(), shape\n"
         "print('ok')\n")
-    env = dict(os.environ, NUMBA_NUM_THREADS="3")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env), capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_three_threads_in_a_subprocess():
+    """More threads than this 2-core machine has cores (a bigger machine's default): the static
+    split hands every task all m rows when it splits by columns, and the packing buffer must hold
+    them (a review found heap corruption at N=19, K=64, M=256 on 3 threads, sized for m/T rows)."""
+    _exact_in_subprocess("assert numba.get_num_threads() == 3",
+                         [(19, 64, 256), (30, 64, 258), (24, 100, 1000), (19, 64, 300), (40, 300, 70), (1, 1030, 131)],
+                         {"NUMBA_NUM_THREADS": "3"})
 
 
 def test_grid_covers_the_default_preset_cell_by_cell():
@@ -368,28 +377,10 @@ def test_the_ymm_kernels_on_an_avx512_machine():
     """The CI machine may lack AVX-512 (the project's first VM did): here the AVX2 kernels are
     checked too, in a subprocess that asks for them (uncached: Numba's cache does not key on
     the width), on the shapes that take every path and every edge tile."""
-    import os
-    import subprocess
-    import sys
-
-    code = (
-        "import numpy as np\n"
-        "from affbench import registry\n"
-        "from affbench.verify import make_inputs\n"
-        "from implementations import numba_tiled as nt\n"
-        "assert nt.VECTOR_BYTES == 32 and not nt._OPTS['cache']\n"
-        "impl = registry.get('numba-tiled')\n"
-        "for shape in [(1, 784, 50), (100, 784, 50), (7, 33, 17), (19, 64, 300), (130, 300, 70), (600, 70, 1030),\n"
-        "              (1, 1030, 131), (256, 256, 256)]:\n"
-        "    for dt in ('float32', 'float64'):\n"
-        "        x, W, b, d = make_inputs(*shape, dt, seed=1, integers=True)\n"
-        "        assert (impl.forward(x, W, b) == x @ W + b).all(), shape\n"
-        "        dx, dW, db = impl.backward(x, W, d)\n"
-        "        assert (dx == d @ W.T).all() and (dW == x.T @ d).all() and (db == d.sum(0)).all(), shape\n"
-        "print('ok')\n")
-    env = dict(os.environ, **{nt.VECTOR_BYTES_ENV: "32"})
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+    _exact_in_subprocess("assert nt.VECTOR_BYTES == 32 and not nt._OPTS['cache']",
+                         [(1, 784, 50), (100, 784, 50), (7, 33, 17), (19, 64, 300), (130, 300, 70), (600, 70, 1030),
+                          (1, 1030, 131), (256, 256, 256), (40, 26, 26), (100, 784, 25)],  # split panels in ymm
+                         {nt.VECTOR_BYTES_ENV: "32"})
 
 
 @pytest.mark.parametrize("value", ["48", "wide"])
