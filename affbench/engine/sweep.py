@@ -91,14 +91,14 @@ class Sweep:
 
 
 PRESETS: dict[str, tuple[str, Sweep]] = {
-    "quick": ("smoke test, under a minute on 2 cores (CI); ~100 s with the peers installed", Sweep(
+    "quick": ("smoke test, under a minute on 2 cores with a warm Numba cache (~80 s cold); ~100 s with the peers", Sweep(
         batches=(1, 100),
         layers=((784, 50), (256, 256)),
         plan=Plan(min_samples=6, max_samples=60, budget_s=0.05, min_rounds=3, max_rounds=4),
         max_case_s=0.5,
         case_timeout_s=20.0,
-        # planned rounds ~20 s after a ~37 s first compile (cold: ~60 s in all); with a warm cache
-        # the rest of 50 s goes to extra rounds where intervals are widest
+        # planned rounds ~20 s; a first compile adds ~60 s (numba-tiled's AVX-512 kernels: ~80 s
+        # cold in all); with a warm cache the rest of 50 s goes to extra rounds where intervals are widest
         time_limit_s=50.0,
     )),
     "default": ("the main job: a training step (forward + backward) of real layer sizes, every "
