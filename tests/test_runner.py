@@ -9,6 +9,7 @@ interruption tests need a real process to signal; everything else runs in-proces
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 import json
 import math
 import os
@@ -779,3 +780,26 @@ def test_extra_rounds_go_to_the_widest_intervals_that_fit():
     chosen = runner.choose_extra(groups, 7.0, Plan())
     assert [g.name for g in chosen] == ["wider", "cheap", "narrow"]  # "wide" does not fit after "wider"
     assert runner.choose_extra(groups, 0.1, Plan()) == []
+
+
+def test_a_signal_before_the_extra_rounds_keeps_the_groups_waiting_for_them(tmp_path, monkeypatch, capsys):
+    """A group whose planned rounds are done waits, unwritten, for the extra rounds; SIGTERM
+    before they start must still write it (resume then skips it), like any finished case."""
+    visits = []
+    real_visit = runner.Engine.visit
+
+    def visit(self, state):
+        visits.append(state.first.batch)
+        if len(visits) == 2:  # the second group's round: the first has its one round and is held
+            raise runner.Interrupted(signal.SIGTERM)
+        real_visit(self, state)
+
+    monkeypatch.setattr(runner.Engine, "visit", visit)
+    sweep = _extra_sweep(300.0)
+    sweep = replace(sweep, plan=replace(sweep.plan, min_rounds=1, max_rounds=1))
+    run_dir, status = runner.run(runner.RunOptions(sweep=sweep, out=tmp_path / "run", report=False,
+                                                   progress=False, workers=False))
+    assert status == 128 + signal.SIGTERM
+    rows = read_rows(run_dir).rows
+    assert visits == [1, 4]
+    assert {(r["batch"], r["rounds"], r["status"]) for r in rows} == {(1, 1, "ok")} and len(rows) == 2

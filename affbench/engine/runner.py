@@ -639,12 +639,12 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
             if not options.progress:  # no terminal (CI, a pipe): a plain line now and then
                 progress_line()
 
+        held: list[GroupState] = []  # out of rounds but imprecise: extra rounds if time allows
         try:
             # round 1 of every group, smallest first, then the later rounds of the groups that
             # still need them: a group's rounds lie a whole pass apart, so a slow window of the
             # machine lands on one of its rounds, inside its interval, not on all of them
             pending: list[GroupState] = []
-            held: list[GroupState] = []  # out of rounds but imprecise: extra rounds if time allows
             for group in groups:
                 ok = [c for c in group if c.impl not in failed]
                 for c in group:
@@ -692,6 +692,8 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
                     f"({sweep.time_limit_s:g} s)")
         finally:
             bar.close()
+            while held:  # interrupted before their extra rounds: their planned rounds are done, keep them
+                engine.finish_group(held.pop(0), write)
         if deferred:
             counts = run_jax_children(options, run_dir, deferred, write, engine)
             env.setdefault("peers", environment.peers()).setdefault("jax_threads", {})["counts"] = {
