@@ -740,12 +740,17 @@ def _task_bounds(t, T, m, n, mr_c, nr_c, cols=False):
     return 0, m, c0, c1
 
 
-@njit(**_OPTS)
+@njit(inline='always', **_OPTS)
 def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k0, k, kstep, abuf, bbuf, nr_c, pa,
-               pb, dot):
+               pb, dot, macro):
     """C[r0:r1, c0:c1] = op(A).op(B) (+ bias) over the depth k0..k (k > k0): the BLIS loops of one task.
 
-    kstep: the depth of a packed block (_depth_step).
+    Inlined by Numba into its callers (_gemm_serial, _gemm_parallel's prange body): as a function
+    of its own its code was linked into and re-optimised in each of them, ~1.3 s more first
+    compile per dtype.
+
+    kstep: the depth of a packed block (_depth_step). macro: _macro's address (_macro_address),
+    or None to call _macro directly (_gemm_serial).
 
     pa / pb: pack A / B blocks (else the micro-kernel reads them in place: A with strides,
     B by rows, which needs tb False). db (sum_db) is summed by the task owning row 0.
@@ -779,7 +784,11 @@ def _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, r0, r1, c0, c1, k0, 
                     asrc = abuf
                 else:
                     asrc = Af
-                _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
+                if macro is None:  # decided at compile time (a None-typed argument)
+                    _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
+                else:
+                    _call_macro(macro, A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc,
+                                nr_c, dot)
 
 
 @njit(**_OPTS)
@@ -848,13 +857,91 @@ def _macro(A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc
                          C, (ic + ir) * ldc + jc + jr, ldc, bias, jc + jr, mode, mr, nr)
 
 
+def _macro_sig(dtype: types.Float) -> tuple:
+    """_macro's one signature per dtype (it is compiled for exactly this and called by address)."""
+    a1, a2, i, b = types.Array(dtype, 1, "C"), types.Array(dtype, 2, "C"), types.int64, types.boolean
+    return (a2, b, a1, b, a1, i, b, a2, a1, i, i, i, i, i, i, i, i, b)
+
+
+_MACRO_ADDRESS: dict[int, int] = {}  # dtype.num -> the address of _macro's native function
+
+
+def _macro_address(dtype: np.dtype) -> int:
+    """The address of _macro compiled (or loaded from Numba's cache) for ``dtype``.
+
+    Why by address: Numba links a callee's code into every caller and re-optimises all of it
+    there, so each of _gemm_task (twice), _gemm_serial, _gemm_parallel, _gemm_shared, their
+    prange bodies and _gemm optimised its own copy of _macro and the micro-kernels inlined into
+    it: 27 s of float32's first compile of _gemm, 12-13 s since. Called through an address
+    passed as an argument (never a constant: the callers stay cacheable), _macro is optimised
+    once per dtype, plus once in the small products' _gemm_serial (see there).
+    """
+    addr = _MACRO_ADDRESS.get(dtype.num)
+    if addr is None:
+        sig = _macro_sig(numba.from_dtype(dtype))
+        _macro.compile(sig)
+        cres = _macro.overloads[sig]
+        addr = _MACRO_ADDRESS[dtype.num] = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+    return addr
+
+
+@intrinsic
+def _call_macro(typingctx, fn, A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c,
+                dot):
+    """_macro(A, ..., dot) through its address fn (_macro_address): the call Numba would make,
+    without linking _macro's code into the caller. Integers and booleans (literals too) are cast
+    to _macro_sig's; arrays must have its dtype, ndim and layout (read-only or unaligned ones
+    share the same native struct)."""
+    got = (A, ta, asrc, pa, bsrc, bstride, pb, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
+    if not isinstance(fn, types.Integer) or not isinstance(A, types.Array) or not isinstance(A.dtype, types.Float):
+        return None
+    want = _macro_sig(A.dtype)
+    for g, w in zip(got, want):
+        ok = (isinstance(g, types.Array) and (g.dtype, g.ndim, g.layout) == (w.dtype, w.ndim, w.layout)
+              if isinstance(w, types.Array) else
+              isinstance(g, types.Integer) if isinstance(w, types.Integer) else isinstance(g, types.Boolean))
+        if not ok:
+            raise numba.core.errors.TypingError(f"_call_macro: argument of type {g}, expected {w}")
+    sig = types.none(fn, *got)
+
+    def codegen(context, builder, sig, args):
+        vals = []
+        for g, w, v in zip(sig.args[1:], want, args[1:]):
+            if isinstance(w, types.Array):
+                assert context.get_value_type(g) == context.get_value_type(w)
+                vals.append(v)
+            else:
+                vals.append(context.cast(builder, v, g, w))
+        fnty = context.call_conv.get_function_type(types.none, want)
+        callee = builder.inttoptr(context.cast(builder, args[0], sig.args[0], types.int64), fnty.as_pointer())
+        context.call_conv.call_function(builder, callee, types.none, want, vals)  # (status: _macro cannot raise)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(**_OPTS)
-def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, nr_c, pa, pb, dot):
+def _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, macro):
+    """C = op(A) . op(B) (+ bias) on this thread (_gemm's arguments).
+
+    macro: _macro's address (_macro_address), or None: _macro's code linked in. The small
+    products' entry from Python passes None: calls of a few microseconds (N=16, 50->10) took
+    ~0.2 us longer through the address (a second code region per call, and the lookup).
+    """
     m, n = C.shape
+    nr_c, pa, pb, dot, kc, line = _plan(A, ta, B, tb, C, k)
+    asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
+    bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
+    buf = _aligned_empty(asz + bsz, C)
     if sum_db:
         db[:] = 0
-    _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, 0, k, kstep,
-               buf[:asz], buf[asz:], nr_c, pa, pb, dot)
+    if macro is None:  # literal zeros: a _gemm_task specialised for the whole of C (~0.1 us of a small backward)
+        _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, 0, m, 0, n, 0, k, kc,
+                   buf[:asz], buf[asz:], nr_c, pa, pb, dot, macro)
+    else:  # not literals: the same _gemm_task as _gemm_parallel's, compiled once
+        zero = np.int64(0)
+        _gemm_task(A, ta, B, tb, C, bias, has_bias, db, sum_db, zero, m, zero, n, zero, k, kc,
+                   buf[:asz], buf[asz:], nr_c, pa, pb, dot, macro)
 
 
 @njit(**_OPTS)
@@ -865,7 +952,7 @@ def _split_depth(t, T, k):
 
 @njit(parallel=True, **_OPTS)
 def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, pb, dot,
-                   part):
+                   part, macro):
     """C = op(A).op(B) (+ bias): T tasks, each one _gemm_task call (one inlined copy of the kernels).
 
     part empty: task t owns a block of C's rows or columns (_task_bounds) over the whole depth.
@@ -891,7 +978,7 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, a
             o = t * (asz + bsz)
             out = part[t - 1] if splitk and t > 0 else C
             _gemm_task(A, ta, B, tb, out, bias, has_bias and (t == 0 or not splitk), db, sum_db, r0, r1, c0, c1,
-                       k0, k1, step, buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot)
+                       k0, k1, step, buf[o:o + asz], buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot, macro)
     if splitk:
         _add_partials(C, part, k)
 
@@ -926,7 +1013,7 @@ def _fetch_add(typingctx, arr, idx, val):
 
 @njit(parallel=True, **_OPTS)
 def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz, bsz, T, nr_c, pa, dot, counter,
-                 mcs):
+                 mcs, macro):
     """Large products on T threads, balanced at run time (BLIS's shared-B scheme).
 
     For each depth block: the T threads pack the B block together (disjoint panels, so the
@@ -967,9 +1054,11 @@ def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
                     mc = min(mcs, m - ic)
                     if pa:
                         _pack_a(A, ta, ic, mc, pc, kc, abuf, MR)
-                        _macro(A, ta, abuf, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
+                        _call_macro(macro, A, ta, abuf, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc,
+                                    nr_c, dot)
                     else:
-                        _macro(A, ta, Af, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc, nr_c, dot)
+                        _call_macro(macro, A, ta, Af, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc,
+                                    nr_c, dot)
 
 
 # ------------------------------------------------------------------------- single row
@@ -1141,13 +1230,9 @@ def _chunk_rows(m, T):
 
 
 @njit(**_OPTS)
-def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
-    """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here.
-
-    threads: numba.get_num_threads() of the caller (read in Python: called in here it makes
-    this function uncacheable, a ctypes pointer). One Numba call from Python per product: deciding and allocating here rather than in
-    Python saved ~6 of the ~11 us a small product's call cost (a ctypes pointer read, dtype
-    objects, Numba's dispatch of 17 arguments), ~18 us of the book layer's ~250 us step.
+def _plan(A, ta, B, tb, C, k):
+    """(nr_c, pa, pb, dot, kc, line) of the product C = op(A) . op(B): what is packed, the
+    depth of a packed block and the cache line in elements.
 
     Packing costs about one copy per element of A (B) against n (m) multiply-adds per
     element, so A is packed only when C has PACK_A_COLS columns or more and B only when it
@@ -1163,27 +1248,38 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
     pb = (tb or m >= PACK_B_ROWS or ((B.shape[1] * B.itemsize) % 32 != 0 and m * n * k >= PARALLEL_WORK)
           or (m >= PACK_B_MIN_ROWS and min(k, KC) * n * B.itemsize > PACK_B_BYTES))
     dot = pb and not pa and not ta  # rows of A contiguous along k: a narrow last tile as dot products
+    return nr_c, pa, pb, dot, _depth_step(k), ALIGN // C.itemsize  # whole cache lines keep blocks aligned
+
+
+@njit(**_OPTS)
+def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads, macro):
+    """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here.
+
+    threads: numba.get_num_threads() of the caller (read in Python: called in here it makes
+    this function uncacheable, a ctypes pointer). One Numba call from Python per product: deciding and allocating here rather than in
+    Python saved ~6 of the ~11 us a small product's call cost (a ctypes pointer read, dtype
+    objects, Numba's dispatch of 17 arguments), ~18 us of the book layer's ~250 us step.
+    Products below PARALLEL_WORK are called as _gemm_serial(..., None) instead.
+    """
+    m, n = C.shape
     T = 1 if (threads < 2 or m * n * k < PARALLEL_WORK) else threads
-    kc = _depth_step(k)
-    line = ALIGN // C.itemsize  # block sizes in whole cache lines keep every block aligned
     if T == 1:
-        asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
-        bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
-        buf = _aligned_empty(asz + bsz, C)
-        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, nr_c, pa, pb, dot)
-    elif m * n * k >= SHARED_WORK and m >= T * MC:
+        _gemm_serial(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, macro)
+        return
+    nr_c, pa, pb, dot, kc, line = _plan(A, ta, B, tb, C, k)
+    if m * n * k >= SHARED_WORK and m >= T * MC:
         asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kc, line) if pa else 0
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line)
         buf = _aligned_empty(bsz + T * asz, C)
         _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, dot,
-                     np.zeros(1, dtype=np.int64), _chunk_rows(m, T))
+                     np.zeros(1, dtype=np.int64), _chunk_rows(m, T), macro)
     elif pb and not tb and not sum_db and m < T * MC and m <= k and k >= SPLITK_DEPTH * T:
         kt = min(KC, -(-k // T) + 8)  # the most depth of a task's block (_split_depth, _depth_step)
         asz = _ceil_to(min(MC, _ceil_to(m, MR)) * kt, line) if pa else 0
         bsz = _ceil_to(kt * min(NC, _ceil_to(n, nr_c)), line)
         buf = _aligned_empty(T * (asz + bsz), C)
         _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot,
-                       np.empty((T - 1, m, n), C.dtype))
+                       np.empty((T - 1, m, n), C.dtype), macro)
     else:
         mt = 0  # the most rows a task owns: a column split gives every task all m rows
         for t in range(T):
@@ -1193,7 +1289,7 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads):
         bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
         buf = _aligned_empty(T * (asz + bsz), C)
         _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot,
-                       np.empty((0, 0, 0), C.dtype))
+                       np.empty((0, 0, 0), C.dtype), macro)
 
 
 class NumbaTiledAffine(KernelImpl):
@@ -1222,9 +1318,10 @@ class NumbaTiledAffine(KernelImpl):
         elif N == 1:
             _row_nn(x, W, b, y)
         elif N * K * M < PARALLEL_WORK:  # serial anyway: not worth numba.get_num_threads()' 0.5 us
-            _gemm(x, False, W, False, y, b, True, b, False, K, 1)
+            _gemm_serial(x, False, W, False, y, b, True, b, False, K, None)
         else:
-            _gemm(x, False, W, False, y, b, True, b, False, K, numba.get_num_threads())
+            _gemm(x, False, W, False, y, b, True, b, False, K, numba.get_num_threads(),
+                  _MACRO_ADDRESS.get(x.dtype.num) or _macro_address(x.dtype))
         return y
 
     def _backward(self, x, W, dout):
@@ -1242,7 +1339,12 @@ class NumbaTiledAffine(KernelImpl):
             _row_backward(x, W, dout, dx, dW, db)
         else:
             # a layer too small for threads runs serially anyway: not worth asking for the count
-            threads = 1 if N * K * M < PARALLEL_WORK else numba.get_num_threads()
-            _gemm(dout, False, W, True, dx, db, False, db, False, M, threads)  # NT: dx = dout . W^T
-            _gemm(x, True, dout, False, dW, db, False, db, True, N, threads)  # TN: dW = x^T . dout, db fused
+            if N * K * M < PARALLEL_WORK:  # serial anyway (see _forward)
+                _gemm_serial(dout, False, W, True, dx, db, False, db, False, M, None)  # NT: dx = dout . W^T
+                _gemm_serial(x, True, dout, False, dW, db, False, db, True, N, None)  # TN: dW = x^T . dout, db fused
+            else:
+                threads = numba.get_num_threads()
+                macro = _MACRO_ADDRESS.get(x.dtype.num) or _macro_address(x.dtype)
+                _gemm(dout, False, W, True, dx, db, False, db, False, M, threads, macro)
+                _gemm(x, True, dout, False, dW, db, False, db, True, N, threads, macro)
         return dx, dW, db

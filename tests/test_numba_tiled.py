@@ -410,3 +410,24 @@ def test_split_panels_exact_on_integers(dtype):
         for shape in [(13, 70, n), (100, 784, n), (40, n, 9), (100, n, 784 % n + n), (7, n, n)]:
             c = check_exact(IMPL, *shape, dtype)
             assert c.passed, (shape, c.detail)
+
+
+def test_macro_is_compiled_once_per_dtype_and_called_by_address():
+    """The large products call _macro through its address (compile time: see _macro_address)."""
+    a32, a64 = nt._macro_address(np.dtype("float32")), nt._macro_address(np.dtype("float64"))
+    assert a32 and a64 and a32 != a64
+    assert nt._macro_address(np.dtype("float32")) == a32  # looked up, not compiled again
+    for dt in ("float32", "float64"):
+        assert list(nt._macro.overloads).count(nt._macro_sig(numba.from_dtype(np.dtype(dt)))) == 1
+
+
+def test_call_by_address_refuses_arguments_macro_was_not_compiled_for():
+    """A wrong array type is a typing error at compile time, never a call with a wrong layout."""
+
+    @numba.njit
+    def bad(fn, A, B, C, bias):
+        nt._call_macro(fn, A, False, B, False, B, 1, True, C, bias, 0, 0, 1, 0, 1, 0, 1, 16, False)
+
+    f32 = np.zeros((2, 2), np.float32)
+    with pytest.raises(numba.core.errors.TypingError, match="_call_macro"):
+        bad(0, f32, np.zeros(4), f32, np.zeros(2, np.float32))  # a float64 panel for a float32 product
