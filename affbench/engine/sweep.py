@@ -91,14 +91,17 @@ class Sweep:
 
 
 PRESETS: dict[str, tuple[str, Sweep]] = {
-    "quick": ("smoke test, under a minute on 2 cores with a warm Numba cache (~80 s cold); ~100 s with the peers", Sweep(
+    "quick": ("smoke test in float32, under a minute on 2 cores (cold Numba cache included); ~100 s with the peers", Sweep(
+        # float32 only: numba-tiled's first compile is ~20 s per dtype, so both dtypes with a cold
+        # cache took 63 s before a single round (float32 is the dtype networks train in)
+        dtypes=("float32",),
         batches=(1, 100),
         layers=((784, 50), (256, 256)),
         plan=Plan(min_samples=6, max_samples=60, budget_s=0.05, min_rounds=3, max_rounds=4),
         max_case_s=0.5,
         case_timeout_s=20.0,
-        # planned rounds ~20 s; a first compile adds ~60 s (numba-tiled's AVX-512 kernels: ~80 s
-        # cold in all); with a warm cache the rest of 50 s goes to extra rounds where intervals are widest
+        # planned rounds ~10 s; a first compile adds ~22 s; what is left of 50 s goes to extra
+        # rounds where intervals are widest
         time_limit_s=50.0,
     )),
     "default": ("the main job: a training step (forward + backward) of real layer sizes, every "
