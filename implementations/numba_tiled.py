@@ -1321,7 +1321,7 @@ class NumbaTiledAffine(KernelImpl):
             _gemm_serial(x, False, W, False, y, b, True, b, False, K, None)
         else:
             _gemm(x, False, W, False, y, b, True, b, False, K, numba.get_num_threads(),
-                  _MACRO_ADDRESS.get(x.dtype.num) or _macro_address(x.dtype))
+                  _macro_address(x.dtype))
         return y
 
     def _backward(self, x, W, dout):
@@ -1344,7 +1344,7 @@ class NumbaTiledAffine(KernelImpl):
                 _gemm_serial(x, True, dout, False, dW, db, False, db, True, N, None)  # TN: dW = x^T . dout, db fused
             else:
                 threads = numba.get_num_threads()
-                macro = _MACRO_ADDRESS.get(x.dtype.num) or _macro_address(x.dtype)
+                macro = _macro_address(x.dtype)
                 _gemm(dout, False, W, True, dx, db, False, db, False, M, threads, macro)
                 _gemm(x, True, dout, False, dW, db, False, db, True, N, threads, macro)
         return dx, dW, db
