@@ -23,6 +23,7 @@ IMPL = registry.get("numba-tiled")
 SHAPES = [
     (0, 5, 3), (4, 0, 3), (3, 5, 0), (0, 0, 0), (1, 1, 1), (1, 7, 1), (1, 784, 50), (1, 300, 67),
     (2, 3, 40), (5, 1, 7), (7, 13, 1), (6, 8, 16), (7, 9, 17), (13, 31, 19),
+    (16, 50, 10),  # the default grid's smallest cell: the one-dispatch small backward (_small_backward)
     (100, 784, 50),  # the book's layer: parallel, B and A partly read in place
     (64, 64, 63), (65, 64, 64),  # around the serial/parallel threshold (64^3)
     (97, 2 * nt.KC + 3, 33),  # several KC blocks, partial last block
