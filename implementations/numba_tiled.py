@@ -996,6 +996,66 @@ def _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, a
         _add_partials(C, part, k)
 
 
+@njit(parallel=True, **_OPTS)
+def _backward_parallel(x, W, dout, dx, dW, db, no, yes, T, buf, size, plans, macro):
+    """dX = dout . W^T and dW = x^T . dout (db fused) in one parallel region: task t does its
+    part of dX, then its part of dW, in one packing buffer of ``size`` elements (plans: per
+    product nr_c, pa, pb, dot, kstep, asz, bsz as _plan and _gemm choose them, in a row).
+
+    Against two _gemm calls: one wake-up and join of the threads instead of two, one call from
+    Python instead of two, and a thread done with its part of dX starts on dW at once. Only
+    for products on _gemm_parallel's static split (work below SHARED_WORK: neither takes the
+    shared-B or the depth-split scheme)."""
+    N, K = x.shape
+    M = W.shape[1]
+    db[:] = 0
+    for t in prange(T):
+        o = t * size
+        for p in range(2):
+            nr_c, kstep, asz, bsz = plans[p, 0], plans[p, 4], plans[p, 5], plans[p, 6]
+            pa, pb, dot = plans[p, 1] != 0, plans[p, 2] != 0, plans[p, 3] != 0
+            if p == 0:  # NT: dx = dout . W^T, split by columns when K > N (each task transposes its part of W)
+                A, ta, B, tb, C, k, m, n, cols, sum_db = dout, no, W, yes, dx, M, N, K, K > N, no
+            else:  # TN: dW = x^T . dout, db summed by the task owning row 0
+                A, ta, B, tb, C, k, m, n, cols, sum_db = x, yes, dout, no, dW, N, K, M, no, yes
+            r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, cols)
+            if r0 < r1 and c0 < c1:
+                _gemm_task(A, ta, B, tb, C, db, no, db, sum_db, r0, r1, c0, c1, 0, k, kstep, buf[o:o + asz],
+                           buf[o + asz:o + asz + bsz], nr_c, pa, pb, dot, macro)
+
+
+@njit(**_OPTS)
+def _backward_pair(x, W, dout, dx, dW, db, no, yes, threads, macro):
+    """The backward of a product of at least PARALLEL_WORK and below SHARED_WORK on threads >= 2
+    threads: plans both products as _gemm would (_plan, _task_bounds) and runs them in one
+    parallel region (_backward_parallel). no / yes: False / True from Python (see
+    _small_backward)."""
+    N, K = x.shape
+    M = W.shape[1]
+    T = threads
+    nr1, pa1, pb1, dot1, kc1, line = _plan(dout, no, W, yes, dx, M)
+    nr2, pa2, pb2, dot2, kc2, line = _plan(x, yes, dout, no, dW, N)
+    mt1 = 0
+    mt2 = 0
+    for t in range(T):
+        r0, r1, c0, c1 = _task_bounds(t, T, N, K, MR, nr1, K > N)
+        mt1 = max(mt1, _ceil_to(r1 - r0, MR))
+        r0, r1, c0, c1 = _task_bounds(t, T, K, M, MR, nr2, no)
+        mt2 = max(mt2, _ceil_to(r1 - r0, MR))
+    asz1 = _ceil_to(min(MC, _ceil_to(N, MR), mt1) * kc1, line) if pa1 else 0
+    bsz1 = _ceil_to(kc1 * min(NC, _ceil_to(K, nr1)), line) if pb1 else 0
+    asz2 = _ceil_to(min(MC, _ceil_to(K, MR), mt2) * kc2, line) if pa2 else 0
+    bsz2 = _ceil_to(kc2 * min(NC, _ceil_to(M, nr2)), line) if pb2 else 0
+    size = max(asz1 + bsz1, asz2 + bsz2)  # a task does its two parts one after the other
+    buf = _aligned_empty(T * size, dx)
+    plans = np.empty((2, 7), dtype=np.int64)  # an array: a parallel region takes no tuple of mixed types
+    plans[0, 0], plans[0, 1], plans[0, 2], plans[0, 3], plans[0, 4], plans[0, 5], plans[0, 6] = (
+        nr1, pa1, pb1, dot1, kc1, asz1, bsz1)
+    plans[1, 0], plans[1, 1], plans[1, 2], plans[1, 3], plans[1, 4], plans[1, 5], plans[1, 6] = (
+        nr2, pa2, pb2, dot2, kc2, asz2, bsz2)
+    _backward_parallel(x, W, dout, dx, dW, db, no, yes, T, buf, size, plans, macro)
+
+
 @njit(**_OPTS)
 def _add_partials(C, part, k):
     """C += part[t - 1] for every task t > 0 of a depth split of k (_split_depth) whose range is
@@ -1357,6 +1417,9 @@ class NumbaTiledAffine(KernelImpl):
             else:
                 threads = numba.get_num_threads()
                 macro = _macro_address(x.dtype)
-                _gemm(dout, False, W, True, dx, db, False, db, False, M, threads, macro)
-                _gemm(x, True, dout, False, dW, db, False, db, True, N, threads, macro)
+                if threads > 1 and N * K * M < SHARED_WORK:  # both products on the static split: one region
+                    _backward_pair(x, W, dout, dx, dW, db, False, True, threads, macro)
+                else:
+                    _gemm(dout, False, W, True, dx, db, False, db, False, M, threads, macro)
+                    _gemm(x, True, dout, False, dW, db, False, db, True, N, threads, macro)
         return dx, dW, db

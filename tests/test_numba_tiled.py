@@ -55,7 +55,7 @@ def test_bit_identical_on_integers(shape, dtype):
 
 
 @pytest.mark.parametrize("shape", [(90, 130, 70), (70, 300, 50), (100, 784, 50), (203, 600, 291), (30, 1100, 45),
-                                   (70, 600, 300), (1, 1030, 131)],
+                                   (70, 600, 300), (1, 1030, 131), (300, 7, 300)],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("threads", [1, 2])
 def test_serial_and_parallel_agree(threads, shape):
@@ -68,7 +68,10 @@ def test_serial_and_parallel_agree(threads, shape):
     (100, 784, 50), (30, 1100, 45): the forward splits its depth (_gemm_parallel with part: W's rows are not
     32-byte multiples, so it is packed; C is short), the second with several blocks per task.
     (70, 600, 300): W packed because its blocks exceed PACK_B_BYTES, A packed too (300 columns),
-    depth split. (1, 1030, 131): batch 1, W's rows streamed by depth ranges (_row_stream)."""
+    depth split. (1, 1030, 131): batch 1, W's rows streamed by depth ranges (_row_stream).
+    Below SHARED_WORK on 2 threads the backward's two products share one parallel region
+    (_backward_pair): (90, 130, 70), (70, 300, 50), (100, 784, 50) and (300, 7, 300), where dW
+    (7 rows) is split by columns, so each task sums db over its own columns."""
     assert 203 * 600 * 291 >= nt.SHARED_WORK and 600 > nt.KC and 203 >= 2 * nt.MC
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("Numba pool has one thread")
@@ -432,3 +435,28 @@ def test_call_by_address_refuses_arguments_macro_was_not_compiled_for():
     f32 = np.zeros((2, 2), np.float32)
     with pytest.raises(numba.core.errors.TypingError, match="_call_macro"):
         bad(0, f32, np.zeros(4), f32, np.zeros(2, np.float32))  # a float64 panel for a float32 product
+
+
+def test_the_backward_of_a_mid_size_product_is_one_parallel_region(monkeypatch):
+    """On 2+ threads, from PARALLEL_WORK up to SHARED_WORK, dX and dW run in one region
+    (_backward_pair); from SHARED_WORK up each product takes its own (_gemm's shared-B scheme)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba pool has one thread")
+    calls = []
+    real = nt._backward_pair
+    monkeypatch.setattr(nt, "_backward_pair", lambda *a: calls.append(a[0].shape) or real(*a))
+    prev = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        for shape in ((100, 784, 50), (203, 600, 291)):
+            x, W, b, d = make_inputs(*shape, "float32", seed=5, integers=True)
+            dx, dW, db = IMPL.backward(x, W, d)
+            np.testing.assert_array_equal(dx, d @ W.T)
+            np.testing.assert_array_equal(dW, x.T @ d)
+            np.testing.assert_array_equal(db, d.sum(0))
+        numba.set_num_threads(1)  # one thread: the serial products, no region
+        x, W, b, d = make_inputs(100, 784, 50, "float32", seed=5)
+        IMPL.backward(x, W, d)
+    finally:
+        numba.set_num_threads(prev)
+    assert calls == [(100, 784)]

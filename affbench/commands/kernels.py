@@ -10,8 +10,9 @@ straddles it. Each kernel runs with its own
 thread pool at the target's thread count and the other pool held at 1
 (affbench.measure.threads.threads_for). One line per target: the measured ratio (or 1-vs-2-thread
 speedup), the target, PASS/MISS, and GFLOP/s with % of the nominal 2-core peak
-(2 x 16 FP64 / 32 FP32 FLOPs per cycle x 2.445 GHz; the boost clock is higher, so >100% is
-possible). A line whose samples varied by more than the noise threshold says "noisy", and
+(cores x FMA FLOPs per cycle for the CPU's vector width x the nominal clock in /proc/cpuinfo:
+166 FP64 / 332 FP32 GFLOP/s on the 2-core 2.596 GHz AVX-512 VM; the boost clock is higher, so
+>100% is possible). A line whose samples varied by more than the noise threshold says "noisy", and
 other processes' CPU use during the measurement (affbench.measure.load) is warned about at the end.
 It reports; it is not a gate: the exit status is 0 even on a MISS.
 

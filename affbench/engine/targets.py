@@ -21,8 +21,9 @@ BASELINE = registry.BASELINE
 
 
 def peak_gflops(dtype: str, cpu: dict | None = None, cores: int | None = None) -> float:
-    """This machine's theoretical FMA peak in GFLOP/s (affbench.measure.environment.peak_gflops; 78.2
-    FP64 / 156.5 FP32 on the 2-core 2.445 GHz machine of shared/FACTS.md); NaN when unknown.
+    """This machine's theoretical FMA peak in GFLOP/s (affbench.measure.environment.peak_gflops: 166.1
+    FP64 / 332.3 FP32 on the 2-core 2.596 GHz AVX-512 VM, 78.2 / 156.5 on the AVX2 machine of
+    shared/FACTS.md); NaN when unknown.
 
     The boost clock is above the nominal one, so a kernel can measure above 100%.
     """
