@@ -732,6 +732,24 @@ def test_a_spent_time_limit_adds_no_round_and_loses_no_row(tmp_path):
     assert status == 0 and len(rows) == 4 and {r["rounds"] for r in rows} == {2}
 
 
+def test_past_the_time_limit_a_group_stops_at_its_planned_rounds(tmp_path, capsys):
+    """Rounds between min_rounds and max_rounds are asked for by precision: once the time limit
+    has passed, a group that has its min_rounds takes no more, and says why."""
+    sweep = _extra_sweep(1e-3)
+    sweep = replace(sweep, plan=replace(sweep.plan, max_rounds=5))
+    run_dir, status = runner.run(runner.RunOptions(sweep=sweep, out=tmp_path / "run", report=False,
+                                                   progress=False, workers=False))
+    rows = read_rows(run_dir).rows
+    assert status == 0 and len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    assert {r["rounds"] for r in rows} == {2}
+    assert {r["stopped"] for r in rows} == {"time_limit"}
+    assert "time limit (0.001 s) reached: 2 group(s) stopped after their planned 2 rounds" in capsys.readouterr().err
+    # without the limit the same sweep runs on towards max_rounds (the target is out of reach)
+    run_dir, _ = runner.run(runner.RunOptions(sweep=replace(sweep, time_limit_s=None), out=tmp_path / "free",
+                                              report=False, progress=False, workers=False))
+    assert {r["rounds"] for r in read_rows(run_dir).rows} != {2}
+
+
 def test_extra_rounds_stop_at_the_deadline_and_write_every_held_group(tmp_path):
     """A fake clock: each extra round costs 10 s of it; a deadline 21 s away leaves room for
     two (after two, 1 s is left, less than the worker's start reserved); the groups are

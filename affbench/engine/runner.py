@@ -665,6 +665,21 @@ def _run_locked(options: RunOptions, run_dir: Path) -> int:
                     pending.append(state)
             number = 1
             while pending:
+                if deadline is not None and time.monotonic() >= deadline:
+                    # past the time limit: rounds after min_rounds are precision's request, not the
+                    # plan's, so a group that has its planned rounds stops here (the limit keeps a
+                    # slow or busy machine's run near it instead of adding up to max_rounds)
+                    cut = [state for state in pending if state.rounds >= rounds]
+                    for state in cut:
+                        for _, timed, _ in state.cases:
+                            timed.settled = True
+                        engine.finish_group(state, write)
+                    if cut:
+                        log(f"time limit ({sweep.time_limit_s:g} s) reached: {len(cut)} group(s) stopped after "
+                            f"their planned {rounds} rounds")
+                    pending = [state for state in pending if state.rounds < rounds]
+                    if not pending:
+                        break
                 number += 1
                 extra = sum(1 for state in pending if state.rounds >= rounds)
                 bar.total += extra  # past min_rounds: precision asked for another round

@@ -100,7 +100,7 @@ PRESETS: dict[str, tuple[str, Sweep]] = {
         plan=Plan(min_samples=6, max_samples=60, budget_s=0.05, min_rounds=3, max_rounds=4),
         max_case_s=0.5,
         case_timeout_s=20.0,
-        # planned rounds ~10 s; a first compile adds ~22 s; what is left of 50 s goes to extra
+        # planned rounds ~10 s; a first compile adds ~32 s; what is left of 50 s goes to extra
         # rounds where intervals are widest
         time_limit_s=50.0,
     )),

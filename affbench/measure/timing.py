@@ -257,7 +257,8 @@ def stop_reason(case: Timed, plan: Plan) -> str:
         return "max_samples"
     if sum(case.samples or ()) * max(case.repeats, 1) >= plan.budget_s:
         return "budget"
-    return "max_rounds"
+    # fewer rounds than max_rounds and nothing else spent: the run's time limit cut it short
+    return "max_rounds" if len(case.rounds) >= plan.max_rounds else "time_limit"
 
 
 def active(cases: Sequence[Timed]) -> list[Timed]:
