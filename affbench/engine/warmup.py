@@ -19,8 +19,9 @@ PROBES: tuple[tuple[int, int, int], ...] = ((0, 3, 2), (1, 16, 16), (1, 1024, 16
 
 
 def first_calls(impl: Any, dtype: str, threads_: int | None = None, isolate: bool = True) -> float:
-    """Run forward and backward on every probe, twice; return the seconds the first calls took
-    beyond the second ones: the compile or cache-load time (0 when already compiled)."""
+    """Run forward and backward on every probe, twice, on ``threads_`` threads (default: all)
+    and then on one; return the seconds the first calls took beyond the second ones: the
+    compile or cache-load time (0 when already compiled)."""
     backend = threads.backend_of(impl)
     # JAX's pool size is fixed for the process: compile with the count it has (threads_for
     # would refuse another)
@@ -29,14 +30,18 @@ def first_calls(impl: Any, dtype: str, threads_: int | None = None, isolate: boo
     prepare = getattr(impl, "prepare", None)
     if callable(prepare):  # importing a framework is no part of its first call
         prepare()
-    with threads.threads_for(backend, n, isolate):
-        for shape in PROBES:
-            x, W, b, dout = make_inputs(*shape, dtype)
-            times = []
-            for _ in range(2):
-                t0 = time.perf_counter()
-                impl.forward(x, W, b)
-                impl.backward(x, W, dout)
-                times.append(time.perf_counter() - t0)
-            total += max(0.0, times[0] - times[1])
+    # and on one thread: a kernel may take a path of its own there (numba-tiled's batch-1
+    # stream without a parallel region), which a 1-thread case would otherwise compile
+    counts = (n, 1) if n > 1 and backend != "jax" else (n,)
+    for count in counts:
+        with threads.threads_for(backend, count, isolate):
+            for shape in PROBES:
+                x, W, b, dout = make_inputs(*shape, dtype)
+                times = []
+                for _ in range(2):
+                    t0 = time.perf_counter()
+                    impl.forward(x, W, b)
+                    impl.backward(x, W, dout)
+                    times.append(time.perf_counter() - t0)
+                total += max(0.0, times[0] - times[1])
     return total
