@@ -69,13 +69,19 @@ Parallelism, three schemes:
   B; task 0 writes C, the others partial sums that are added into C after the parallel region
   ((T-1)*m*n additions). A row split would have each task pack all of B (8 us of a 2-thread
   float32 forward's 64) and split 17 row panels 8 | 9.
+- the backward of a product below SHARED_WORK (``_backward_pair``): dX's and dW's tasks in one
+  parallel region, each thread doing its part of dX and then of dW, so one wake-up and join
+  instead of two (the book's backward: 0.96-0.99 of the two-region time).
 dW is C for the TN product, so its rows are owned by one task or chunk each: no
 ``dW[k, :] +=`` across the batch, no race; db is summed while B (dY) is packed, by the one
 task that packs each column.
 
 Serial below a work threshold: products with N*K*M below ``PARALLEL_WORK`` (measured on
 the 2-core Zen 3: a prange launch costs a few microseconds, a serial call well under one)
-run the serial entry kernels, so batch 1 and small layers don't pay for threads.
+run the serial entry kernels, so batch 1 and small layers don't pay for threads; their forward
+and backward are one Numba call each (``_small_forward``, ``_small_backward``: at ~3-5 us a
+call, each dispatch from Python counts), and a batch-1 stream on one thread runs without a
+parallel region (``_row_stream_serial``).
 
 Memory: outputs (allocated in Python with ``np.empty``) plus one packing buffer per product
 call, sized in ``_gemm``: at most T * (MC*KC + KC*NC) elements for the static split and
