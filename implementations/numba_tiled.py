@@ -1053,17 +1053,8 @@ def _backward_pair(x, W, dout, dx, dW, db, threads, macro):
     T = threads
     nr1, pa1, pb1, dot1, kc1, line = _plan(dout, no, W, yes, dx, M)
     nr2, pa2, pb2, dot2, kc2, line = _plan(x, yes, dout, no, dW, N)
-    mt1 = 0
-    mt2 = 0
-    for t in range(T):
-        r0, r1, c0, c1 = _task_bounds(t, T, N, K, MR, nr1, K > N)
-        mt1 = max(mt1, _ceil_to(r1 - r0, MR))
-        r0, r1, c0, c1 = _task_bounds(t, T, K, M, MR, nr2, no)
-        mt2 = max(mt2, _ceil_to(r1 - r0, MR))
-    asz1 = _ceil_to(min(MC, _ceil_to(N, MR), mt1) * kc1, line) if pa1 else 0
-    bsz1 = _ceil_to(kc1 * min(NC, _ceil_to(K, nr1)), line) if pb1 else 0
-    asz2 = _ceil_to(min(MC, _ceil_to(K, MR), mt2) * kc2, line) if pa2 else 0
-    bsz2 = _ceil_to(kc2 * min(NC, _ceil_to(M, nr2)), line) if pb2 else 0
+    asz1, bsz1 = _static_sizes(N, K, kc1, T, nr1, pa1, pb1, K > N, line)
+    asz2, bsz2 = _static_sizes(K, M, kc2, T, nr2, pa2, pb2, no, line)
     size = max(asz1 + bsz1, asz2 + bsz2)  # a task does its two parts one after the other
     buf = _aligned_empty(T * size, dx)
     plans = np.empty((2, 7), dtype=np.int64)  # an array: a parallel region takes no tuple of mixed types
@@ -1353,6 +1344,19 @@ def _plan(A, ta, B, tb, C, k):
 
 
 @njit(**_OPTS)
+def _static_sizes(m, n, kc, T, nr_c, pa, pb, cols, line):
+    """Elements of one task's A and B packing blocks for an m x n product on _gemm_parallel's
+    static split (_task_bounds with ``cols``), each rounded up to a cache line of ``line``."""
+    mt = 0  # the most rows a task owns: a column split gives every task all m rows
+    for t in range(T):
+        r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, cols)
+        mt = max(mt, _ceil_to(r1 - r0, MR))
+    asz = _ceil_to(min(MC, _ceil_to(m, MR), mt) * kc, line) if pa else 0
+    bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
+    return asz, bsz
+
+
+@njit(**_OPTS)
 def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads, macro):
     """C = op(A) . op(B) (+ bias), serial or parallel by size; packing buffers sized here.
 
@@ -1382,12 +1386,7 @@ def _gemm(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, threads, macro):
         _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot,
                        np.empty((T - 1, m, n), C.dtype), macro)
     else:
-        mt = 0  # the most rows a task owns: a column split gives every task all m rows
-        for t in range(T):
-            r0, r1, c0, c1 = _task_bounds(t, T, m, n, MR, nr_c, tb and n > m)
-            mt = max(mt, _ceil_to(r1 - r0, MR))
-        asz = _ceil_to(min(MC, _ceil_to(m, MR), mt) * kc, line) if pa else 0
-        bsz = _ceil_to(kc * min(NC, _ceil_to(n, nr_c)), line) if pb else 0
+        asz, bsz = _static_sizes(m, n, kc, T, nr_c, pa, pb, tb and n > m, line)
         buf = _aligned_empty(T * (asz + bsz), C)
         _gemm_parallel(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kc, buf, asz, bsz, T, nr_c, pa, pb, dot,
                        np.empty((0, 0, 0), C.dtype), macro)
