@@ -265,9 +265,13 @@ def gflops_vs_size(df: pd.DataFrame, env: Mapping[str, Any], path: Path, *, impl
         "derivation not recorded in env.json" if pk_text else "unknown (env.json has no peak_gflops)"))
     thr_text = f"{threads} thread{'s' if threads != 1 else ''}" if threads is not None else ""
     fig.suptitle(f"Throughput vs problem size ({thr_text}; higher is better)", fontsize=12)
-    nlines = math.ceil(len(handles) / 2)
+    # one column under a single pass: two columns of these labels are wider than its 5.5 inches
+    # (the legend was cut off at both sides); the figure grows by the legend's extra lines
+    ncol = 2 if len(passes) > 1 else 1
+    nlines = math.ceil(len(handles) / ncol)
+    fig.set_figheight(fig.get_figheight() + 0.2 * (nlines - math.ceil(len(handles) / 2)))
     height = fig.get_figheight()
-    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8.5, bbox_to_anchor=(0.5, 0.3 / height),
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8.5, bbox_to_anchor=(0.5, 0.3 / height),
                frameon=False)
     fig.text(0.5, 0.05 / height, note, ha="center", va="bottom", fontsize=8, style="italic", wrap=True)
     _adjust(fig, left=0.85, right=0.2, top=0.75, bottom=0.95 + 0.2 * nlines, wspace=0.3, hspace=0.45)
