@@ -284,3 +284,24 @@ def test_environment_table_names_the_allocator_and_openblas_settings():
     assert rows["GOMP_SPINCOUNT"] == "unset: OMP_WAIT_POLICY=active decides"
     rows = dict(tables.env_summary({"malloc": {"pinned": False, "why_not": "AFFBENCH_PIN_MALLOC=0"}}))
     assert rows["glibc malloc thresholds"] == "glibc's dynamic defaults (AFFBENCH_PIN_MALLOC=0)"
+
+
+@pytest.mark.parametrize("passes", [("step",), ("forward", "backward")])
+def test_throughput_legend_stays_inside_the_figure(tmp_path, monkeypatch, passes):
+    """The legend of the GFLOP/s figure fits its width (a one-pass run, like the default
+    preset's, once cut its two-column legend off at both sides)."""
+    from affbench.report import plots
+
+    run_dir = make_run(tmp_path / "r", passes=passes, dtypes=("float32", "float64"), batches=(1, 16))
+    figures = {}
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.name, fig) and real_save(fig, path))
+    assert cli.main(["report", str(run_dir)]) == 0
+    fig = figures["gflops_vs_size.png"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the report's figures have no canvas of their own (no pyplot)
+    canvas.draw()
+    box = fig.legends[0].get_window_extent(canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (box, fig.bbox)
+    assert 0 <= box.y0, box
