@@ -290,6 +290,8 @@ def test_environment_table_names_the_allocator_and_openblas_settings():
 def test_throughput_legend_stays_inside_the_figure(tmp_path, monkeypatch, passes):
     """The legend of the GFLOP/s figure fits its width (a one-pass run, like the default
     preset's, once cut its two-column legend off at both sides)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from affbench.report import plots
 
     run_dir = make_run(tmp_path / "r", passes=passes, dtypes=("float32", "float64"), batches=(1, 16))
@@ -298,8 +300,6 @@ def test_throughput_legend_stays_inside_the_figure(tmp_path, monkeypatch, passes
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.name, fig) and real_save(fig, path))
     assert cli.main(["report", str(run_dir)]) == 0
     fig = figures["gflops_vs_size.png"]
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     canvas = FigureCanvasAgg(fig)  # the report's figures have no canvas of their own (no pyplot)
     canvas.draw()
     box = fig.legends[0].get_window_extent(canvas.get_renderer())
