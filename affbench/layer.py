@@ -29,6 +29,23 @@ def compute_dtype(*arrays: Any) -> np.dtype:
     return np.result_type(*kinds)
 
 
+def _refuse_masked(name: str, a: Any) -> None:
+    if isinstance(a, np.ma.MaskedArray):  # np.asarray would drop the mask without a word
+        raise TypeError(f"{name} is a masked array (shape {a.shape}); its mask would be ignored, pass a plain array")
+
+
+def _as_array(name: str, a: Any) -> np.ndarray:
+    """An array for ``name`` from an array or nested lists of numbers; a TypeError naming the
+    argument for anything else (None, strings, objects), before any shape is looked at."""
+    _refuse_masked(name, a)
+    if isinstance(a, np.ndarray):
+        return a  # its dtype is judged by compute_dtype
+    arr = np.asarray(a)
+    if arr.dtype.kind in "OSUVMm":
+        raise TypeError(f"{name} must be a numeric array (or nested lists of numbers), got {type(a).__name__}")
+    return arr
+
+
 class Affine:
     """y = x·W + b with a backward pass, as in the book.
 
@@ -40,7 +57,10 @@ class Affine:
 
     def __init__(self, W: np.ndarray, b: np.ndarray, impl: str | AffineImpl = "numpy") -> None:
         if not isinstance(W, np.ndarray) or not isinstance(b, np.ndarray):
-            raise TypeError(f"W and b must be numpy arrays, got {type(W).__name__} and {type(b).__name__}")
+            raise TypeError(f"W and b must be numpy arrays, got {type(W).__name__} and {type(b).__name__} "
+                            "(the layer keeps them by reference, so changes made in place are seen)")
+        _refuse_masked("W", W)
+        _refuse_masked("b", b)
         if W.ndim != 2:
             raise ValueError(f"W must be 2-D (in_features, out_features), got shape {W.shape}")
         if not (b.shape == (W.shape[1],) or b.shape == (1, W.shape[1])):
@@ -56,10 +76,10 @@ class Affine:
         self._dtype: np.dtype | None = None
 
     def forward(self, x: Any) -> np.ndarray:
-        x = np.asarray(x)
+        x = _as_array("x", x)
+        dtype = compute_dtype(("x", x), ("W", self.W), ("b", self.b))
         if x.ndim < 1:
             raise ValueError(f"x must have a batch axis, got a {x.ndim}-D array of shape {x.shape}")
-        dtype = compute_dtype(("x", x), ("W", self.W), ("b", self.b))
         flat = (x.shape[0], math.prod(x.shape[1:]))
         if flat[1] != self.W.shape[0]:
             raise ValueError(
@@ -82,7 +102,7 @@ class Affine:
     def backward(self, dout: Any) -> np.ndarray:
         if self.x is None:
             raise RuntimeError("backward() called before forward()")
-        dout = np.asarray(dout)
+        dout = _as_array("dout", dout)
         expected = (self.x.shape[0], self.W.shape[1])
         if dout.shape != expected:
             raise ValueError(f"dout has shape {dout.shape}, expected {expected} (batch, out_features)")

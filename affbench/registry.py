@@ -50,6 +50,14 @@ class Unavailable:
         return f"{self.name}: not installed ({self.reason}); install with: {self.install}"
 
 
+class UnknownImplementation(KeyError, ValueError):
+    """``get`` of a name nothing declares. A KeyError (a failed lookup) and a ValueError (a bad
+    ``impl=`` argument, as ``Affine`` users expect), printed without KeyError's quotes."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class NotInstalled(KeyError):
     """``get`` of a declared implementation whose packages are missing."""
 
@@ -165,14 +173,14 @@ def names() -> list[str]:
 
 def get(name: str) -> AffineImpl:
     """The implementation called ``name``; NotInstalled for a declared one whose packages are
-    missing; KeyError listing the known names otherwise."""
+    missing; UnknownImplementation (a KeyError and a ValueError) listing the known names otherwise."""
     _load()
     try:
         return _registry[name]
     except KeyError:
         if name in _unavailable:
             raise NotInstalled(_unavailable[name]) from None
-        raise KeyError(f"unknown implementation {name!r}; known: {', '.join(_registry)}") from None
+        raise UnknownImplementation(f"unknown implementation {name!r}; known: {', '.join(_registry)}") from None
 
 
 def unavailable() -> dict[str, Unavailable]:

@@ -170,6 +170,34 @@ def test_constructor_shape_errors(W_shape, b_shape, words):
 def test_constructor_type_errors():
     with pytest.raises(TypeError, match="W and b must be numpy arrays, got list and ndarray"):
         Affine([[1.0]], np.ones(1))
+    with pytest.raises(TypeError, match="W is a masked array"):
+        Affine(np.ma.masked_array(np.ones((2, 2)), mask=[[0, 1], [0, 0]]), np.ones(2))
+
+
+def test_masked_input_is_refused_not_unmasked(impl_name):
+    # np.asarray drops a mask silently: the masked entry would be computed with
+    layer = Affine(np.ones((2, 2)), np.zeros(2), impl=impl_name)
+    x = np.ma.masked_array(np.ones((3, 2)), mask=[[0, 1], [0, 0], [0, 0]])
+    with pytest.raises(TypeError, match="x is a masked array"):
+        layer.forward(x)
+    layer.forward(np.ones((3, 2)))
+    with pytest.raises(TypeError, match="dout is a masked array"):
+        layer.backward(np.ma.masked_array(np.ones((3, 2)), mask=True))
+
+
+@pytest.mark.parametrize("bad", [None, "abc", [["a", "b"]], object()])
+def test_non_numeric_input_is_a_type_error_naming_the_argument(impl_name, bad):
+    layer = Affine(np.ones((2, 2)), np.zeros(2), impl=impl_name)
+    with pytest.raises(TypeError, match="^x must be a numeric array"):
+        layer.forward(bad)
+    layer.forward(np.ones((3, 2)))
+    with pytest.raises(TypeError, match="^dout must be a numeric array"):
+        layer.backward(bad)
+
+
+def test_unknown_impl_name_is_a_value_error():
+    with pytest.raises(ValueError, match="^unknown implementation 'nope'; known: .*numpy"):
+        Affine(np.ones((2, 3)), np.zeros(3), impl="nope")
 
 
 def test_forward_shape_errors(impl_name):

@@ -45,6 +45,8 @@ def test_unknown_name_lists_the_known_ones():
     assert "no-such-impl" in msg
     for n in registry.names():
         assert n in msg
+    assert isinstance(info.value, ValueError)  # a bad argument value, for Affine(impl=...)
+    assert not msg.startswith(('"', "'"))  # printed as a sentence, not as KeyError's repr
 
 
 def test_register_and_unregister():
