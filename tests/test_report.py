@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,16 @@ def test_every_section_and_figure(built):
     assert "MemoryError: cannot allocate 128 MiB" in md and "exceeded the 60 s case budget" in md
     # text from the data is literal: 'N*K*M' in an error message does not turn italic
     assert "(time ~ N*K*M)" in html and "<em>K</em>" not in html
+
+
+def test_figures_are_numbered_in_the_order_they_appear(built):
+    # numbered by kind they read 1, 1, 3, 3, 3, 2, 4, 5 (two passes, three heatmaps)
+    run, _ = built
+    md = (run / "report.md").read_text()
+    html = (run / "report.html").read_text()
+    assert re.findall(r"^\*Figure (\d+)", md, re.M) == [str(i) for i in range(1, len(FIGURES) + 1)]
+    assert re.findall(r"<figcaption>Figure (\d+)", html) == [str(i) for i in range(1, len(FIGURES) + 1)]
+    assert "Figure {n}" not in md and "Figure {n}" not in html
 
 
 def test_results_files_untouched(built):
@@ -194,6 +205,22 @@ def test_default_latest_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["report"]) == 2
     _one_line_error(capsys, "reports/latest", "affbench run")
+
+
+@pytest.mark.parametrize("sub", ["results.csv/x", "results.csv"])
+def test_out_under_or_at_a_file_is_refused(good_run, capsys, sub):
+    before = _digest(good_run)
+    out = good_run / sub
+    assert cli.main(["report", str(good_run), "--out", str(out)]) == 2
+    _one_line_error(capsys, "--out", str(out), "is a file, not a directory")
+    assert _digest(good_run) == before
+    assert not (good_run / "figures").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_out_that_cannot_be_created_is_refused(good_run, capsys):
+    assert cli.main(["report", str(good_run), "--out", "/proc/affbench-nope"]) == 2
+    _one_line_error(capsys, "--out /proc/affbench-nope", "cannot write the report there")
 
 
 def test_empty_directory(tmp_path, capsys):

@@ -47,7 +47,7 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     """
     from affbench.report import fmt, plots, sections, speedup, tables
     from affbench.report.data import load_run
-    from affbench.report.document import Heading, Para, Warning, to_html, to_markdown
+    from affbench.report.document import Heading, Para, Warning, number_figures, to_html, to_markdown
 
     run = load_run(run_dir)
     df = run.frame()
@@ -120,6 +120,7 @@ def build_report(run_dir: str | Path, baseline: str = BASELINE, out_dir: str | P
     blocks += sections.training_blocks(run)
     blocks += sections.regenerate_blocks(run)
 
+    blocks = number_figures(blocks)
     md_path, html_path = out / REPORT_MD, out / REPORT_HTML
     _write(md_path, to_markdown(blocks, out))
     _write(html_path, to_html(blocks, title))

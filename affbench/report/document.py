@@ -46,13 +46,30 @@ class Table:
     marked_rows: set[int] = field(default_factory=set)
 
 
+#: Where a figure's number goes in its caption: filled in document order by number_figures.
+FIGURE = "Figure {n}"
+
+
 @dataclass
 class Image:
     path: Path
-    caption: str
+    caption: str  # may begin with FIGURE
 
 
 Block = Union[Heading, Para, Warning, Bullets, Table, Image]
+
+
+def number_figures(blocks: Sequence[Block]) -> list[Block]:
+    """The blocks with each image caption's FIGURE replaced by its number in document order
+    (Figure 1, 2, 3 ... as a reader meets them, however many passes or heatmaps a run has)."""
+    out: list[Block] = []
+    n = 0
+    for b in blocks:
+        if isinstance(b, Image) and b.caption.startswith(FIGURE):
+            n += 1
+            b = Image(b.path, f"Figure {n}" + b.caption[len(FIGURE):])
+        out.append(b)
+    return out
 
 
 # --------------------------------------------------------------------------- markdown

@@ -11,7 +11,7 @@ import pandas as pd
 from affbench.measure.intervals import DEFAULT_TARGET
 from affbench.report import crossover, fmt, tables
 from affbench.report.data import Run
-from affbench.report.document import Block, Bullets, Heading, Image, Para, Table, Warning
+from affbench.report.document import FIGURE, Block, Bullets, Heading, Image, Para, Table, Warning
 from affbench.store import results
 
 EXTRAP_NOTE = ("Rows marked *~ … (extrapolated)* are **predictions** from smaller measured sizes, not "
@@ -88,7 +88,7 @@ def verification_blocks(run: Run) -> list[Block]:
 def pass_blocks(df: pd.DataFrame, pass_: str, baseline: str, figure: Path | None, threads: int | None) -> list[Block]:
     blocks: list[Block] = [Heading(f"Results: {pass_} pass")]
     if figure:
-        blocks.append(Image(figure, f"Figure 1 ({pass_}): median time per call vs batch size, one panel per layer "
+        blocks.append(Image(figure, f"{FIGURE} ({pass_}): median time per call vs batch size, one panel per layer "
                                     f"size and dtype, at {threads} thread(s); the band is the IQR of the samples; "
                                     "hollow markers on dashed lines are extrapolated (predicted) times."))
     pt = tables.pass_table(df, pass_, baseline)
@@ -167,7 +167,7 @@ def speedup_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], passes: li
         blocks.append(Table(["dtype", "threads", "K→M", "N", *others], rows, caption=cap, marked_rows=marked))
     for impl, path in heatmaps.items():
         ties = bool(sp[sp["impl"] == impl]["tie"].any())
-        blocks.append(Image(path, f"Figure 3 ({impl}): speedup of {impl} over {baseline} across batch size × layer "
+        blocks.append(Image(path, f"{FIGURE} ({impl}): speedup of {impl} over {baseline} across batch size × layer "
                                   "size (blue: faster, red: slower; hatched ~cells: extrapolated"
                                   + (f"; dotted ≈cells: tie, the 95% interval reaches into 1 ± {band:.0%}"
                                      if ties else "") + ")."))
@@ -230,7 +230,7 @@ def crossover_blocks(sp: pd.DataFrame, baseline: str, impls: list[str], band: fl
 def throughput_blocks(df: pd.DataFrame, env: Mapping[str, Any], figure: Path | None) -> list[Block]:
     blocks: list[Block] = [Heading("Throughput (GFLOP/s)")]
     if figure:
-        blocks.append(Image(figure, "Figure 2: GFLOP/s vs problem size N·K·M, with the best measured BLAS rate and "
+        blocks.append(Image(figure, f"{FIGURE}: GFLOP/s vs problem size N·K·M, with the best measured BLAS rate and "
                                     "the machine's theoretical peak; hollow markers are extrapolated."))
     peak = env.get("peak_gflops")
     if isinstance(peak, Mapping) and peak:
@@ -257,7 +257,7 @@ def scaling_blocks(df: pd.DataFrame, figure: Path | None) -> list[Block]:
     blocks: list[Block] = [Heading("Thread scaling")]
     ts = tables.thread_scaling(df)
     if figure:
-        blocks.append(Image(figure, "Figure 4: speedup over the smallest thread count and parallel efficiency, "
+        blocks.append(Image(figure, f"{FIGURE}: speedup over the smallest thread count and parallel efficiency, "
                                     "geometric mean over each implementation's measured cases."))
     if ts.empty:
         counts = sorted(set(int(t) for t in df[df["status"] == "ok"]["threads"]))
@@ -285,7 +285,7 @@ def compile_blocks(df: pd.DataFrame, baseline: str, figure: Path | None) -> list
                                 "cache load (Numba, JAX), or a framework's lazy initialisation (PyTorch; importing "
                                 "it is not counted). It is never part of any timing sample."))
     if figure:
-        blocks.append(Image(figure, "Figure 5: first-call (JIT compile) time per implementation and dtype."))
+        blocks.append(Image(figure, f"{FIGURE}: first-call (JIT compile) time per implementation and dtype."))
     return blocks
 
 
