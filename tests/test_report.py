@@ -311,6 +311,21 @@ def test_environment_table_names_the_allocator_and_openblas_settings():
     assert rows["GOMP_SPINCOUNT"] == "unset: OMP_WAIT_POLICY=active decides"
     rows = dict(tables.env_summary({"malloc": {"pinned": False, "why_not": "AFFBENCH_PIN_MALLOC=0"}}))
     assert rows["glibc malloc thresholds"] == "glibc's dynamic defaults (AFFBENCH_PIN_MALLOC=0)"
+    # each setting once: the pool settings in their own rows, not again in the variables' list
+    rows = dict(tables.env_summary({"env_vars": {"GOMP_SPINCOUNT": "10000", "OPENBLAS_THREAD_TIMEOUT": "20",
+                                                 "OPENBLAS_CORETYPE": "Haswell"},
+                                    "openblas_thread_timeout": {"value": "20", "in_effect": True},
+                                    "gomp_spincount": {"value": "10000", "in_effect": True}}))
+    assert rows["environment variables"] == "OPENBLAS_CORETYPE=Haswell"
+    assert rows["GOMP_SPINCOUNT"] == "10000" and rows["OPENBLAS_THREAD_TIMEOUT"] == "20"
+
+
+def test_environment_table_names_jax_threads_only_with_jax_installed():
+    jt = {"threads": 2, "counts": {}}
+    rows = dict(tables.env_summary({"peers": {"jax_threads": jt, "not_installed": {"jax": "jax: not installed"}}}))
+    assert "JAX threads" not in rows
+    rows = dict(tables.env_summary({"peers": {"jax": "0.4.30", "jax_threads": jt}}))
+    assert rows["JAX threads"] == "2 in the main process"
 
 
 @pytest.mark.parametrize("passes", [("step",), ("forward", "backward")])
@@ -332,3 +347,15 @@ def test_throughput_legend_stays_inside_the_figure(tmp_path, monkeypatch, passes
     box = fig.legends[0].get_window_extent(canvas.get_renderer())
     assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (box, fig.bbox)
     assert 0 <= box.y0, box
+
+
+def test_speedup_summary_is_ordered_by_impl_pass_and_dtype():
+    # rows in the order cases ran (as the sweep interleaves them), summary in the report's order
+    ran = [("numba-tiled", "step", "float64"), ("numba-tiled", "step", "float32"), ("naive", "backward", "float32"),
+           ("naive", "forward", "float32"), ("numba-serial", "forward", "float64"), ("naive", "forward", "float64")]
+    sp = pd.DataFrame([dict(impl=i, dtype=d, speedup=2.0, speedup_low=1.9, speedup_high=2.1, extrapolated=False,
+                            **{"pass": p}) for i, p, d in ran])
+    gm = tables.geomean_speedups(sp)
+    assert list(zip(gm["impl"], gm["pass"], gm["dtype"])) == [
+        ("naive", "forward", "float32"), ("naive", "forward", "float64"), ("naive", "backward", "float32"),
+        ("numba-serial", "forward", "float64"), ("numba-tiled", "step", "float32"), ("numba-tiled", "step", "float64")]

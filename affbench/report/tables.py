@@ -167,7 +167,8 @@ def speedup_pivot(sp: pd.DataFrame, pass_: str, impls: Sequence[str]) -> pd.Data
 
 def geomean_speedups(sp: pd.DataFrame) -> pd.DataFrame:
     """Geometric mean speedup per (impl, pass, dtype) over measured cases, with its interval
-    (``speedup.geomean_interval``) and the range over cases."""
+    (``speedup.geomean_interval``) and the range over cases; ordered by implementation (impl_order),
+    pass (pass_order), then dtype."""
     s = sp[~sp["extrapolated"].astype(bool) & (sp["speedup"] > 0)]
     rows = []
     for (impl, pass_, dtype), g in s.groupby(["impl", "pass", "dtype"], sort=False):
@@ -176,8 +177,13 @@ def geomean_speedups(sp: pd.DataFrame) -> pd.DataFrame:
         rows.append({"impl": impl, "pass": pass_, "dtype": dtype, "geomean": gm.value,
                      "geomean_low": _end(gm.low), "geomean_high": _end(gm.high),
                      "min": float(v.min()), "max": float(v.max()), "cases": len(v)})
-    return pd.DataFrame(rows, columns=["impl", "pass", "dtype", "geomean", "geomean_low", "geomean_high", "min",
-                                       "max", "cases"])
+    out = pd.DataFrame(rows, columns=["impl", "pass", "dtype", "geomean", "geomean_low", "geomean_high", "min",
+                                      "max", "cases"])
+    # the report's usual order (implementations, then passes, then dtypes), not the order cases ran in
+    impl_rank = {n: i for i, n in enumerate(impl_order(out["impl"]))}
+    pass_rank = {p: i for i, p in enumerate(pass_order(out["pass"]))}
+    key = [(impl_rank[r["impl"]], pass_rank[r["pass"]], r["dtype"]) for r in rows]
+    return out.iloc[sorted(range(len(rows)), key=key.__getitem__)].reset_index(drop=True)
 
 
 def compile_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
@@ -310,7 +316,7 @@ def env_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:
     if isinstance(peers, Mapping) and peers:
         add("peers", ", ".join(f"{k} {peers[k]}" for k in ("torch", "jax", "jaxlib") if peers.get(k)) or None)
         jt = peers.get("jax_threads")
-        if isinstance(jt, Mapping) and jt.get("threads") is not None:
+        if peers.get("jax") and isinstance(jt, Mapping) and jt.get("threads") is not None:  # not without JAX
             counts = jt.get("counts") or {}
             add("JAX threads", f"{jt['threads']} in the main process" + (f" ({jt['how']})" if jt.get("how") else "")
                 + "".join(f"; {t} in {where}" for t, where in counts.items() if str(t) != str(jt["threads"])))
@@ -322,13 +328,16 @@ def env_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:
         add("BLAS", "; ".join(_blas_text(b) for b in blas if isinstance(b, Mapping)))
     add("Numba threading layer", get("numba_threading_layer"))
     add("Numba threads (NUMBA_NUM_THREADS)", get("numba_num_threads"))
-    ev = get("env_vars")
-    if isinstance(ev, Mapping) and ev:
-        add("environment variables", ", ".join(f"{k}={'(unset)' if v is None else v}" for k, v in ev.items()))
     ot = get("openblas_thread_timeout")
+    gs = get("gomp_spincount")
+    # the two pool settings get rows of their own below (with whether they took effect)
+    own_row = {k for k, v in (("OPENBLAS_THREAD_TIMEOUT", ot), ("GOMP_SPINCOUNT", gs)) if isinstance(v, Mapping) and v}
+    ev = get("env_vars")
+    if isinstance(ev, Mapping) and set(ev) - own_row:
+        add("environment variables", ", ".join(f"{k}={'(unset)' if v is None else v}" for k, v in ev.items()
+                                               if k not in own_row))
     if isinstance(ot, Mapping) and ot:
         add("OPENBLAS_THREAD_TIMEOUT", f"{ot.get('value')}" + ("" if ot.get("in_effect", True) else " (set too late: not in effect)"))
-    gs = get("gomp_spincount")
     if isinstance(gs, Mapping) and gs:
         text = (f"unset: OMP_WAIT_POLICY={gs['omp_wait_policy']} decides" if gs.get("value") is None
                 and gs.get("omp_wait_policy") else f"{gs.get('value')}")
