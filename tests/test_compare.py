@@ -9,7 +9,9 @@ import pytest
 from helpers.synthetic import make_run
 
 from affbench import cli
-from affbench.report.compare import compare_case, compare_rows, env_differences, geometric_mean, parse_threshold
+from affbench.commands.options import format_percent, parse_percent
+from affbench.errors import UsageError
+from affbench.report.compare import compare_case, compare_rows, env_differences, geometric_mean
 from affbench.report.data import load_run
 
 SMALL = dict(impls=("numpy", "numba-serial", "numba-tiled"), dtypes=("float64",), batches=(1, 16, 256),
@@ -61,11 +63,24 @@ def test_schema_1_rows_use_the_interval_of_their_samples():
 
 def test_geometric_mean_and_threshold():
     assert geometric_mean([2.0, 0.5, float("nan")]) == pytest.approx(1.0)
-    assert parse_threshold("10%") == pytest.approx(0.10)
-    assert parse_threshold("0.1") == pytest.approx(0.10)
-    assert parse_threshold("10") == pytest.approx(0.10)
-    with pytest.raises(ValueError):
-        parse_threshold("ten")
+    assert parse_percent("--x", "10%") == pytest.approx(0.10)
+    assert parse_percent("--x", "0.1") == pytest.approx(0.10)  # a bare number is a fraction
+    assert parse_percent("--x", "0.5") == pytest.approx(0.50)
+    assert parse_percent("--x", "1.5%") == pytest.approx(0.015)
+    assert parse_percent("--x", "0") == 0.0 and parse_percent("--x", "150%") == pytest.approx(1.5)
+    # a bare 1 or more is refused, never guessed at (it used to be 1% for 1 but 50% for 0.5)
+    for bare in ("1", "10", "2.5"):
+        with pytest.raises(UsageError, match=rf"^--x: '{bare}' is ambiguous: write {bare}% \(a bare number is a fraction"):
+            parse_percent("--x", bare)
+    with pytest.raises(UsageError, match=r"^--x: '10' is ambiguous: write 10% \(a bare number is a fraction: 0.1 = 10%\)$"):
+        parse_percent("--x", "10")
+    for bad in ("ten", "", "%", "nan", "inf%"):
+        with pytest.raises(UsageError, match=r"is not a percentage \(write e.g. 2% or 0.02\)"):
+            parse_percent("--x", bad)
+    with pytest.raises(UsageError, match="'-1%' must be 0% or more"):
+        parse_percent("--x", "-1%")
+    assert (format_percent(0.015), format_percent(0.1), format_percent(0.03), format_percent(0.07)) == \
+        ("1.5%", "10%", "3%", "7%")
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +120,37 @@ def test_cli_fail_above(runs, capsys):
     out, _ = capsys.readouterr()
     assert "geometric mean ratio" in out
     assert cli.main(["compare", str(a), str(slow)]) == 0  # no gate: report only
+
+
+def test_cli_threshold_is_printed_as_given(runs, capsys):
+    a, same, slow = runs
+    assert cli.main(["compare", str(a), str(slow), "--fail-above", "1.5%"]) == 1
+    out, err = capsys.readouterr()
+    assert "slower by more than 1.5% (whole" in err  # was rounded to "2%"
+    assert cli.main(["compare", str(a), str(same), "--fail-above", "50%", "--min-change", "0.025"]) == 0
+    out, _ = capsys.readouterr()
+    assert "ok: no slowdown known to exceed 50%" in out and "lies beyond ±2.5%" in out
+
+
+@pytest.mark.parametrize("option", ["--fail-above", "--min-change"])
+@pytest.mark.parametrize("value", ["10", "1"])
+def test_cli_bare_number_of_1_or_more_is_refused(runs, capsys, option, value):
+    a = runs[0]
+    assert cli.main(["compare", str(a), str(a), option, value]) == 2
+    out, err = capsys.readouterr()
+    assert f"error: {option}: '{value}' is ambiguous: write {value}% (a bare number is a fraction" in err
+    assert not out
+
+
+def test_no_common_case_fails_the_gate(tmp_path, capsys):
+    a = make_run(tmp_path / "a", seed=1, **{**SMALL, "batches": (1,)})
+    b = make_run(tmp_path / "b", seed=2, **{**SMALL, "batches": (256,)})
+    assert cli.main(["compare", str(a), str(b), "--fail-above", "10%"]) == 1
+    out, err = capsys.readouterr()
+    assert "FAIL: --fail-above 10%: nothing was compared, so no slowdown can be ruled out" in err
+    assert "ok:" not in out and "ok:" not in err
+    assert cli.main(["compare", str(a), str(b)]) == 0  # no gate: report only
+    assert "nothing to compare" in capsys.readouterr().err
 
 
 def test_cases_in_one_run_only_are_listed(tmp_path, capsys):
@@ -201,3 +247,24 @@ def test_baseline_judged_by_its_standing_against_the_others():
     # one other only: the standing cannot tell which one moved; numpy keeps its time
     one = compare_rows(_group({"numba-tiled": 1.1}, 1.0), _group({"numba-tiled": 1.1}, 1.0))
     assert next(c for c in one.cases if c.impl == "numpy").measure == "time"
+
+
+def test_legend_explains_every_measure_shown():
+    """The header names each value of the 'measure' column and says what it is the change of
+    (numpy's rows show 'vs others' where at least two others were timed beside it)."""
+    import io
+
+    from affbench.commands.compare import print_comparison
+
+    three = {"numba-tiled": 1.1, "numba-serial": 5.0, "numba-prange": 2.0}
+    rows_a = _group(three, 1.0) + [dict(r, batch=1) for r in _group({"numba-tiled": 1.1}, 1.0)]
+    rows_b = _group(three, 1.2) + [dict(r, batch=1) for r in _group({"numba-tiled": 1.1}, 1.2)]
+    cmp = compare_rows(rows_a, rows_b)
+    assert {c.measure for c in cmp.cases} == {"vs baseline", "vs others", "time"}
+    out = io.StringIO()
+    print_comparison(cmp, "a", "b", out=out)
+    legend = out.getvalue().split("cases:")[0]
+    assert "  vs baseline: the ratio to numpy" in legend
+    assert "  vs others:   numpy itself, from the other implementations' changes" in legend
+    assert "  time:        the median time (numpy with fewer than two others beside it)" in legend
+    assert "lies beyond ±3%" in legend

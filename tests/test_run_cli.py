@@ -77,6 +77,14 @@ BAD_VALUES = [
     ("--case-timeout", "0", "positive number of seconds"),
     ("--time-limit", "-5", "positive number of seconds"),
     ("--time-limit", "soon", "is not a number"),
+    # a bare number is a fraction: 2 or more is not guessed to be percent
+    ("--target", "2", "'2' is ambiguous: write 2% (a bare number is a fraction: 0.02 = 2%)"),
+    ("--target", "1", "'1' is ambiguous: write 1%"),
+    ("--target", "0", "'0' must be above 0% and below 100%"),
+    ("--target", "0%", "'0%' must be above 0% and below 100%"),
+    ("--target", "100%", "'100%' must be above 0% and below 100%"),
+    ("--target", "-0.02", "must be above 0% and below 100%"),
+    ("--target", "tight", "'tight' is not a percentage (write e.g. 2% or 0.02)"),
 ]
 
 
@@ -130,7 +138,9 @@ def test_unknown_config_key(tmp_path, monkeypatch, capsys):
     ("budget = true\n", "--config sweep.toml: budget: True is not a number"),
     ("min_samples = 0\n", "--config sweep.toml: min_samples"),
     ("min_samples = 9\nmax_samples = 3\n", "--config: min_samples 9 > max_samples 3"),
-    ('target = "0%"\n', "--config sweep.toml: target: '0%' must lie between 0 and 100%"),
+    ('target = "0%"\n', "--config sweep.toml: target: '0%' must be above 0% and below 100%"),
+    ("target = 2\n", "--config sweep.toml: target: 2 is ambiguous: write 2% (a bare number is a fraction"),
+    ("target = 0\n", "--config sweep.toml: target: 0 must be above 0% and below 100%"),
     ('target = "tight"\n', "--config sweep.toml: target: 'tight' is not a percentage"),
     ('rounds = "6:3"\n', "--config sweep.toml: rounds: '6:3': MAX 3 is below MIN 6"),
     ('rounds = "1:2:3"\n', "--config sweep.toml: rounds: '1:2:3' is not MIN or MIN:MAX"),
@@ -171,6 +181,22 @@ def test_target_and_rounds(tmp_path):
     _, sweep = run_cmd.build_sweep(parser.parse_args(["--config", str(tmp_path / "sweep.toml"),
                                                       "--target", "0.01", "--rounds", "6"]))
     assert (sweep.plan.target, sweep.plan.min_rounds, sweep.plan.max_rounds) == (0.01, 6, 6)
+    for given, fraction in (("1.5%", 0.015), ("0.5", 0.5), ("99%", 0.99)):  # 0.5 is 50%, as a fraction
+        _, sweep = run_cmd.build_sweep(parser.parse_args(["--target", given]))
+        assert sweep.plan.target == pytest.approx(fraction)
+    (tmp_path / "float.toml").write_text("target = 0.03\n")
+    _, sweep = run_cmd.build_sweep(parser.parse_args(["--config", str(tmp_path / "float.toml")]))
+    assert sweep.plan.target == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize("command, option", [("run", "--target"), ("compare", "--fail-above"),
+                                             ("compare", "--min-change")])
+def test_percentage_options_say_how_to_write_them(command, option, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    help_ = " ".join(capsys.readouterr().out.split())
+    assert f"{option} PCT" in help_
+    assert "e.g. 2% or 0.02" in help_ or "e.g. 10% or 0.1" in help_ or "e.g. 5% or 0.05" in help_
 
 
 def test_time_limit(tmp_path):

@@ -3,16 +3,22 @@
 Cases are matched by (impl, pass, dtype, batch, in_features, out_features, threads); cases in
 only one run, or not measured in both (failed, skipped, extrapolated...), are listed, never
 dropped. Each matched case's change comes with a 95% interval built from the intervals the two
-runs recorded: for an implementation timed beside the baseline, the change of its ratio to the
-baseline (drift of the machine cancels in it); for the baseline, the change of its median time
+runs recorded; the column 'measure' says of what:
+  vs baseline  the ratio to the baseline (numpy), timed side by side: machine drift cancels
+  vs others    numpy itself: the others' changes vs numpy, inverted; the one nearest no change,
+               with the hull of their intervals (so called only when every other agrees)
+  time         the median time (numpy with fewer than two others beside it, or rows without
+               ratios): a drift of the whole machine moves it too
 (see affbench/report/compare.py). A change is called only when its whole interval lies beyond
 ±--min-change. Then: the geometric mean change per implementation, and every env.json entry
 that differs (CPU, versions, BLAS, threads...). Runs from different machines can be compared;
 the environment differences say how far to trust the ratios.
 
+Percentages: 10% or 0.1 (a bare number is a fraction; 1 or more is refused as ambiguous).
+
 Exit status: 0, or 1 with --fail-above X when a slowdown is known to exceed X (the whole
-interval of its change above 1 + X, e.g. 10%);
-2 on a usage error (missing directory, unreadable results).
+interval of its change above 1 + X, e.g. 10%) or when no case was measured in both runs;
+2 on a usage error (missing directory, unreadable results, a bad percentage).
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import math
 import sys
 from typing import Any, Mapping, TextIO
 
+from affbench.commands.options import format_percent, parse_percent
 from affbench.errors import UsageError
 from affbench.measure.intervals import Interval
+from affbench.registry import BASELINE
 from affbench.report import fmt
-from affbench.report.compare import DEFAULT_MIN_CHANGE, Comparison, compare_rows, parse_threshold
+from affbench.report.compare import DEFAULT_MIN_CHANGE, Comparison, compare_rows
 from affbench.report.data import load_run
 from affbench.store.results import ResultsError
 
@@ -33,11 +41,14 @@ from affbench.store.results import ResultsError
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="the reference run directory (e.g. reports/<run-id>)")
     p.add_argument("b", metavar="B", help="the run to compare against A")
-    p.add_argument("--fail-above", metavar="PCT", help="exit 1 when a slowdown is known to exceed PCT (the whole 95%% interval of its "
-                        "change above 1 + PCT), e.g. 10%%")
-    p.add_argument("--min-change", metavar="PCT", default=f"{DEFAULT_MIN_CHANGE:.0%}",
+    default = format_percent(DEFAULT_MIN_CHANGE).replace("%", "%%")
+    p.add_argument("--fail-above", metavar="PCT",
+                   help="exit 1 when a slowdown is known to exceed PCT (the whole 95%% interval of its "
+                        "change above 1 + PCT), or when no case was measured in both runs; e.g. 10%% or 0.1 "
+                        "(a bare number is a fraction)")
+    p.add_argument("--min-change", metavar="PCT", default=format_percent(DEFAULT_MIN_CHANGE),
                    help="call a case slower or faster only when the 95%% interval of its change lies wholly "
-                        f"beyond this (default {DEFAULT_MIN_CHANGE:.0%}%: two runs each aiming at +-2%% can "
+                        f"beyond this, e.g. 5%% or 0.05 (default {default}: two runs each aiming at +-2%% can "
                         "differ by ~2%% x sqrt(2) without either being wrong)")
     p.add_argument("--changed-only", action="store_true", help="list only the cases that changed significantly")
 
@@ -59,9 +70,14 @@ def print_comparison(cmp: Comparison, name_a: str, name_b: str, *, changed_only:
                      out: TextIO | None = None) -> None:
     out = out if out is not None else sys.stdout
     print(f"A = {name_a}\nB = {name_b}\n"
-          "change = B / A (> 1: B slower) of the ratio to the baseline measured side by side ('vs baseline'), or of "
-          "the median time for the baseline itself ('time'); 95% interval from the intervals both runs recorded; "
-          f"called slower/faster only when the whole interval lies beyond ±{cmp.min_change:.0%}\n", file=out)
+          "change = B / A (> 1: B slower), 95% interval from the intervals both runs recorded, of what "
+          "'measure' says:\n"
+          f"  vs baseline: the ratio to {BASELINE}, timed side by side\n"
+          f"  vs others:   {BASELINE} itself, from the other implementations' changes vs {BASELINE} (the one "
+          "nearest 1; called only when all agree)\n"
+          f"  time:        the median time ({BASELINE} with fewer than two others beside it)\n"
+          f"called slower/faster only when the whole interval lies beyond ±{format_percent(cmp.min_change)}\n",
+          file=out)
     cpu = [(k, a, b) for k, a, b in cmp.env_diff if k.startswith("cpu.")]
     if cpu:
         print("NOTE: the runs come from different machines ("
@@ -124,16 +140,8 @@ def _short(v: Any, width: int = 60) -> str:
 
 
 def execute(args: argparse.Namespace) -> int:
-    threshold = None
-    if args.fail_above is not None:
-        try:
-            threshold = parse_threshold(args.fail_above)
-        except ValueError as exc:
-            raise UsageError(f"--fail-above: {exc}") from None
-    try:
-        min_change = parse_threshold(args.min_change)
-    except ValueError as exc:
-        raise UsageError(f"--min-change: {exc}") from None
+    threshold = None if args.fail_above is None else parse_percent("--fail-above", args.fail_above)
+    min_change = parse_percent("--min-change", args.min_change)
     try:
         run_a, run_b = load_run(args.a), load_run(args.b)
     except ResultsError as exc:
@@ -145,16 +153,21 @@ def execute(args: argparse.Namespace) -> int:
     if not cmp.cases:
         print("no case was measured in both runs: nothing to compare", file=sys.stderr)
     if threshold is not None:
+        limit = format_percent(threshold)
+        if not cmp.cases:
+            print(f"FAIL: --fail-above {limit}: nothing was compared, so no slowdown can be ruled out",
+                  file=sys.stderr)
+            return 1
         bad = cmp.slowdowns_above(threshold)
         unsure = [c for c in cmp.untested() if c.ratio > 1.0 + threshold]
         if unsure:
             print(f"warning: {len(unsure)} untested case(s) (too few samples) are slower by more than "
-                  f"{threshold:.0%}, e.g. {unsure[0].a['case_id']} ×{unsure[0].ratio:.3f}; not counted by "
+                  f"{limit}, e.g. {unsure[0].a['case_id']} ×{unsure[0].ratio:.3f}; not counted by "
                   "--fail-above", file=sys.stderr)
         if bad:
-            print(f"FAIL: {len(bad)} case(s) slower by more than {threshold:.0%} (whole 95% interval), worst "
+            print(f"FAIL: {len(bad)} case(s) slower by more than {limit} (whole 95% interval), worst "
                   + ", ".join(f"{c.a['case_id']} ×{c.ratio:.3f}" for c in sorted(bad, key=lambda c: -c.ratio)[:5]),
                   file=sys.stderr)
             return 1
-        print(f"ok: no slowdown known to exceed {threshold:.0%}")
+        print(f"ok: no slowdown known to exceed {limit}")
     return 0

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from affbench import registry
-from affbench.commands.options import choose, split_list
+from affbench.commands.options import choose, parse_percent, split_list
 from affbench.engine import runner
 from affbench.engine.sweep import (
     DTYPES,
@@ -53,8 +53,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", action="append", metavar="T[,T]", help="thread counts, integers or 'all' (default: 1,all)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="sampling seconds per case over all its rounds; a case stops earlier once precise")
-    p.add_argument("--target", metavar="PERCENT",
+    p.add_argument("--target", metavar="PCT",
                    help="precision asked of every median and ratio: the 95%% interval's half-width, e.g. 2%% "
+                        "or 0.02 (a bare number is a fraction); above 0%% and below 100%% "
                         "(sampling stops once reached, or when the budget is spent)")
     p.add_argument("--rounds", metavar="MIN[:MAX]",
                    help="visits of each case, spread over the run (precision is checked from MIN on)")
@@ -149,7 +150,7 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
         plan = replace(plan, budget_s=_positive_float(name_, budget))
     target, name_ = scalar(args.target, "target", "--target")
     if target is not None:
-        plan = replace(plan, target=parse_fraction(name_, target))
+        plan = replace(plan, target=parse_percent(name_, target, positive=True, below_100=True))
     rounds, name_ = scalar(args.rounds, "rounds", "--rounds")
     if rounds is not None:
         lo, hi = parse_rounds(name_, rounds)
@@ -170,18 +171,6 @@ def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
     if limit_ is not None:
         changes["time_limit_s"] = None if str(limit_).strip().lower() == "none" else _positive_float(name_, limit_)
     return str(name), replace(sweep, **changes)
-
-
-def parse_fraction(option: str, text: Any) -> float:
-    """'2%' or 0.02 -> 0.02; between 0 and 1 (exclusive)."""
-    raw = str(text).strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise UsageError(f"{option}: {text!r} is not a percentage (e.g. 2%) or a fraction (e.g. 0.02)") from None
-    if not 0 < value < 1:
-        raise UsageError(f"{option}: {text!r} must lie between 0 and 100%")
-    return value
 
 
 def parse_rounds(option: str, text: Any) -> tuple[int, int]:

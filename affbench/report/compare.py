@@ -239,19 +239,3 @@ def env_differences(env_a: Mapping[str, Any], env_b: Mapping[str, Any], *,
     keys = [k for k in dict.fromkeys([*fa, *fb]) if not ignored(k)]
     return [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
 
-
-def parse_threshold(text: str) -> float:
-    """'10%' -> 0.10, '0.1' -> 0.10, '10' -> 0.10 (a bare number above 1 is read as percent)."""
-    t = text.strip()
-    try:
-        if t.endswith("%"):
-            value = float(t[:-1]) / 100.0
-        else:
-            value = float(t)
-            if value >= 1.0:
-                value /= 100.0
-    except ValueError:
-        raise ValueError(f"not a threshold: {text!r} (write e.g. 10% or 0.1)") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"threshold must be a non-negative percentage, got {text!r}")
-    return value
