@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from affbench import registry
+from affbench.commands.options import format_percent
 from affbench.engine.sweep import PRESETS
 
 
@@ -35,5 +36,10 @@ def execute(args: argparse.Namespace) -> int:
         print(f"  {name:<8} {about}")
         print(f"  {'':<8} batch {','.join(map(str, sweep.batches))}; layers {layers}; "
               f"threads {','.join(map(str, sweep.threads))}; {sweep.plan.budget_s:g} s per case over "
-              f"{sweep.plan.min_rounds}-{sweep.plan.max_rounds} rounds, stopping at +-{sweep.plan.target:.0%}")
+              f"{_rounds(sweep.plan.min_rounds, sweep.plan.max_rounds)}, stopping at +-{format_percent(sweep.plan.target)}")
     return 0
+
+
+def _rounds(lo: int, hi: int) -> str:
+    """'3-4 rounds', '1 round'."""
+    return f"{lo}-{hi} rounds" if hi != lo else f"{lo} round" + ("s" if lo != 1 else "")
