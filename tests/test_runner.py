@@ -275,6 +275,45 @@ def test_out_must_be_new_or_empty(tmp_path, monkeypatch, capsys):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+#: the smallest sweep: a bad --out must be refused before even this is verified or timed
+SMALLEST = ["--impl", "numpy", "--batch", "2", "--layer", "8:4", "--pass", "forward", "--dtype", "float64",
+            "--threads", "1", "--budget", "0.01", "--rounds", "1", "--no-report", "--no-progress", "--no-workers"]
+
+
+def _refused_before_timing(monkeypatch, capsys, out: Path, *needles: str) -> None:
+    def no_work(*a, **k):
+        raise AssertionError("a refused --out must not verify or time anything")
+
+    monkeypatch.setattr(runner, "_run_locked", no_work)
+    assert cli.main(["run", *SMALLEST, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for n in ("--out", str(out), *needles):
+        assert n in err, (n, err)
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "somefile"
+    out.write_text("mine")
+    _refused_before_timing(monkeypatch, capsys, out, "is a file, not a directory")
+    assert out.read_text() == "mine"
+    assert not (tmp_path / "reports").exists()
+
+
+def test_out_under_a_file_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "somefile").write_text("mine")
+    _refused_before_timing(monkeypatch, capsys, tmp_path / "somefile" / "run", str(tmp_path / "somefile"),
+                           "is a file, not a directory")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_out_that_cannot_be_created_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _refused_before_timing(monkeypatch, capsys, Path("/proc/affbench-nope"), "cannot create")
+
+
 # --------------------------------------------------------------------------- extrapolation
 def engine_for(sweep: Sweep, tmp_path: Path) -> runner.Engine:
     return runner.Engine(runner.RunOptions(sweep=sweep, report=False, progress=False), tmp_path, [], {})

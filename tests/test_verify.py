@@ -197,6 +197,43 @@ def test_csv_written(tmp_path, capsys, monkeypatch):
     assert len(lines) > 10
 
 
+def _no_verification(monkeypatch):
+    import affbench.commands.verify as verify_cmd
+
+    def refuse(*a, **k):
+        raise AssertionError("a bad --csv must be refused before verifying")
+
+    monkeypatch.setattr(verify_cmd, "verify", refuse)
+
+
+@pytest.mark.parametrize("where, needle", [("missing/x.csv", "does not exist"), (".", "is a directory"),
+                                           ("afile/x.csv", "is not a directory")])
+def test_bad_csv_path_is_a_usage_error_before_verifying(tmp_path, capsys, monkeypatch, where, needle):
+    (tmp_path / "afile").write_text("")
+    _no_verification(monkeypatch)
+    path = str(tmp_path / where)
+    assert run_cli(["verify", "--impl", "numpy", "--dtype", "float32", "--csv", path], monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "--csv" in err and path in err and needle in err, err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_csv_write_failing_after_the_check_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    from affbench.verify import VerifyReport
+
+    def fail(self, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(VerifyReport, "write_csv", fail)
+    path = str(tmp_path / "checks.csv")
+    assert run_cli(["verify", "--impl", "numpy", "--dtype", "float32", "--csv", path], monkeypatch) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert f"--csv {path}: could not write the checks (No space left on device)" in captured.err
+    assert "all checks passed" in captured.out  # the verification itself is still reported
+
+
 # --------------------------------------------------------------------------- tolerance model
 def test_float64_tolerance_is_far_tighter_than_float32():
     for n in (1, 10, 784, 4096):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from affbench.engine.rundir import output_dir_problem
 from affbench.errors import UsageError
 from affbench.registry import BASELINE
 from affbench.store.results import ResultsError
@@ -45,13 +46,17 @@ def execute(args: argparse.Namespace) -> int:
     elif args.dir == str(DEFAULT_DIR) and not Path(args.dir).exists() and not Path(args.dir).is_symlink():
         raise UsageError(f"{args.dir}: no such run directory (run `python -m affbench run` first, or name a run "
                          "directory: python -m affbench report reports/<run-id>)")
+    if args.out and (problem := output_dir_problem(Path(args.out))) is not None:
+        raise UsageError(f"--out {args.out}: {problem}")  # before reading the run or drawing a figure
     try:
         paths = build_report(args.dir, baseline=args.baseline or BASELINE, out_dir=args.out,
                              require_baseline=args.baseline is not None)
     except (ResultsError, ReportError) as exc:
         raise UsageError(str(exc)) from None
-    except PermissionError as exc:
-        raise UsageError(f"{exc.filename}: cannot write the report there ({exc.strerror}); use --out") from None
+    except OSError as exc:  # a directory that cannot be created or written after all
+        where = f"--out {args.out}" if args.out else str(exc.filename or args.dir)
+        hint = "" if args.out else "; use --out"
+        raise UsageError(f"{where}: cannot write the report there ({exc.strerror}){hint}") from None
     print(f"wrote {paths.markdown}")
     print(f"wrote {paths.html}")
     print(f"wrote {len(paths.figures)} figure(s) in {paths.markdown.parent / 'figures'}")
@@ -91,11 +96,15 @@ def _convert(args: argparse.Namespace) -> Path:
         raise UsageError("--from-pytest-benchmark: give the run directory to create with --out, not as DIR")
     src = Path(args.from_pytest_benchmark)
     out = Path(args.out) if args.out else Path("reports") / src.stem
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out: {out} exists and is not empty (results are never overwritten)")
+    if (problem := output_dir_problem(out)) is not None:
+        raise UsageError(f"--out {out}: {problem}")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"--out {out}: exists and is not empty (results are never overwritten)")
     try:
         convert(src, out)
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write the run directory ({exc.strerror})") from None
     print(f"converted {src} -> {out}")
     return out

@@ -4,16 +4,21 @@ Every implementation x dtype x a grid of shapes (N, K or M of 0 and 1, primes, t
 784->50 layer), memory layouts (Fortran order, non-contiguous views, b as (1, M)), N-d
 input through the Affine layer, and small-integer inputs where results must be
 bit-identical. Tolerances: normwise error <= 8*sqrt(n+1)*(eps(dtype)+eps(float64)), where n
-is the length of each sum (see affbench/verify.py). Exit status 1 when anything fails.
+is the length of each sum (see affbench/verify.py). Exit status 1 when anything fails; 2 for a
+usage error (--csv FILE is checked before verifying) or, all checks passed, when FILE could not
+be written after all.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from affbench import registry
 from affbench.commands.options import choose
+from affbench.errors import UsageError
 from affbench.verify import DTYPES, VerifyReport, verify
 
 
@@ -35,7 +40,28 @@ def print_report(report: VerifyReport, file=None) -> None:
         print(f"\nskipped {len(report.skipped)} slow case(s), e.g. {report.skipped[0]}", file=file)
 
 
+def check_csv_path(path: str) -> None:
+    """Refuse a --csv FILE that could not be written, before the verification runs (a minute)."""
+    p = Path(path)
+    parent = p.parent
+    try:
+        if p.is_dir():
+            raise UsageError(f"--csv {path}: is a directory; give a file name, e.g. --csv {p / 'verify.csv'}")
+        if not parent.is_dir():
+            what = "is not a directory" if parent.exists() else "does not exist"
+            raise UsageError(f"--csv {path}: cannot write there: {parent} {what}")
+        if p.exists():
+            if not os.access(p, os.W_OK):
+                raise UsageError(f"--csv {path}: the file is not writable")
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"--csv {path}: cannot write there: {parent} is not writable")
+    except OSError as exc:  # e.g. a parent without search permission
+        raise UsageError(f"--csv {path}: cannot be checked ({exc.strerror})") from None
+
+
 def execute(args: argparse.Namespace) -> int:
+    if args.csv:
+        check_csv_path(args.csv)
     chosen = choose("--impl", args.impl, sorted([*registry.names(), *registry.unavailable()]))
     impls, missing = registry.split_available(chosen if chosen is not None else registry.unavailable())
     if chosen is None:
@@ -48,8 +74,14 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     report = verify(impls, dtypes, progress=lambda s: print(f"verifying {s} ...", file=sys.stderr))
     print_report(report)
+    csv_failed = False
     if args.csv:
-        report.write_csv(args.csv)
+        try:
+            report.write_csv(args.csv)
+        except OSError as exc:  # checked before verifying, yet the write failed (disk full, removed directory)
+            print(f"affbench verify: error: --csv {args.csv}: could not write the checks ({exc.strerror})",
+                  file=sys.stderr)
+            csv_failed = True
     if not report.ok:
         print("\nFAILED:", file=sys.stderr)
         for c in report.failures():
@@ -58,4 +90,4 @@ def execute(args: argparse.Namespace) -> int:
         print(f"failing implementation(s): {', '.join(report.failed_impls())}", file=sys.stderr)
         return 1
     print("\nall checks passed")
-    return 0
+    return 2 if csv_failed else 0

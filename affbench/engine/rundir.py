@@ -39,9 +39,52 @@ class RunOptions:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
+def output_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (created as) a directory to write into, or None when it can.
+
+    Checks only; creates nothing. Creating can still fail (a filesystem that refuses it, a
+    superuser's os.access that says yes): callers also catch OSError when they create.
+    """
+    path = Path(path)
+    try:
+        if path.exists():
+            if not path.is_dir():
+                return "exists and is a file, not a directory" if path.is_file() else "exists and is not a directory"
+            if not os.access(path, os.W_OK | os.X_OK):
+                return "directory is not writable"
+            return None
+        if path.is_symlink():
+            return "is a broken symbolic link"
+        for parent in path.absolute().parents:  # the nearest ancestor that exists: where mkdir starts
+            if parent.exists():
+                if not parent.is_dir():
+                    return f"cannot be created: {parent} is a file, not a directory"
+                if not os.access(parent, os.W_OK | os.X_OK):
+                    return f"cannot be created: {parent} is not writable"
+                return None
+    except OSError as exc:  # e.g. a parent without search permission
+        return f"cannot be checked ({exc.strerror})"
+    return None
+
+
+def make_output_dir(option: str, path: Path) -> None:
+    """Create ``path`` (and its parents) or raise UsageError naming ``option`` and the path."""
+    if (problem := output_dir_problem(path)) is not None:
+        raise UsageError(f"{option} {path}: {problem}")
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create the directory ({exc.strerror})") from None
+
+
 def new_run_dir(root: Path, preset: str) -> Path:
     """A fresh directory; mkdir fails if it exists, so two runs never share one."""
-    root.mkdir(parents=True, exist_ok=True)
+    if (problem := output_dir_problem(root)) is not None:
+        raise UsageError(f"{root}: {problem}; give the run directory with --out")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{root}: cannot create the directory ({exc.strerror}); give the run directory with --out") from None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     for n in range(1, 1000):
         d = root / (f"{stamp}-{preset}" + (f"-{n}" if n > 1 else ""))
@@ -50,6 +93,9 @@ def new_run_dir(root: Path, preset: str) -> Path:
             return d
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise UsageError(f"{d}: cannot create the run directory ({exc.strerror}); "
+                             "give the run directory with --out") from None
     raise UsageError(f"could not create a new run directory under {root}")
 
 
@@ -106,11 +152,21 @@ def prepare(options: RunOptions) -> tuple[Path, RunOptions]:
                              progress=options.progress, workers=options.workers, command=options.command)
     if options.out is not None:
         d = Path(options.out)
-        if d.exists() and any(d.iterdir()):
-            raise UsageError(f"--out: {d} exists and is not empty (results are never overwritten; use --resume to complete it)")
-        d.mkdir(parents=True, exist_ok=True)
+        if d.is_dir():
+            try:
+                not_empty = any(d.iterdir())
+            except OSError as exc:
+                raise UsageError(f"--out {d}: cannot read the directory ({exc.strerror})") from None
+            if not_empty:
+                raise UsageError(f"--out {d}: exists and is not empty (results are never overwritten; "
+                                 "use --resume to complete it)")
+        make_output_dir("--out", d)  # a file, an uncreatable path: refused here, before anything is timed
     else:
         d = new_run_dir(DEFAULT_ROOT, options.preset)
-    (d / RUN_FILE).write_text(json.dumps({"sweep": options.sweep.to_dict(), "preset": options.preset,
-                                          "isolate_threads": options.isolate_threads}, indent=2) + "\n")
+    try:
+        (d / RUN_FILE).write_text(json.dumps({"sweep": options.sweep.to_dict(), "preset": options.preset,
+                                              "isolate_threads": options.isolate_threads}, indent=2) + "\n")
+    except OSError as exc:
+        where = f"--out {d}" if options.out is not None else str(d)
+        raise UsageError(f"{where}: cannot write {RUN_FILE} ({exc.strerror})") from None
     return d, options
