@@ -233,3 +233,14 @@ def test_every_help_prints(command, capsys):
         cli.main([command, "--help"] if command else ["--help"])
     assert exit_.value.code == 0
     assert "usage: python -m affbench" in capsys.readouterr().out
+
+
+def test_run_says_what_its_report_warns_of(tmp_path, capsys):
+    # a run without the baseline has no speedups: the console says so, not only report.md
+    out = tmp_path / "run"
+    argv = ["run", "--impl", "naive", "--batch", "2", "--layer", "8:4", "--pass", "forward", "--dtype", "float64",
+            "--threads", "1", "--budget", "0.01", "--rounds", "1", "--out", str(out), "--no-progress", "--no-workers"]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning: the baseline numpy has no timed rows in this run" in err
+    assert (out / "report.md").exists()

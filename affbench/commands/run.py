@@ -214,6 +214,9 @@ def write_report(run_dir: Path) -> None:
 
         paths = build_report(run_dir)
         print(f"report: {getattr(paths, 'markdown', '')} and {getattr(paths, 'html', '')}", file=sys.stderr)
+        for w in getattr(paths, "warnings", []):  # what the report opens with (no baseline, noisy cases ...)
+            if not w.startswith("machine load: "):  # the runner logged those as it finished
+                print(f"warning: {w}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - the results are safe; say why the report is not
         print(f"report could not be written ({type(exc).__name__}: {exc}); "
               f"try: python -m affbench report {run_dir}", file=sys.stderr)
