@@ -145,6 +145,9 @@ def test_unknown_config_key(tmp_path, monkeypatch, capsys):
     ('rounds = "6:3"\n', "--config sweep.toml: rounds: '6:3': MAX 3 is below MIN 6"),
     ('rounds = "1:2:3"\n', "--config sweep.toml: rounds: '1:2:3' is not MIN or MIN:MAX"),
     ('rounds = "0"\n', "--config sweep.toml: rounds: '0' is not a positive integer"),
+    ('preset = "fast"\n', "--config sweep.toml: preset: unknown preset 'fast'; accepted: quick"),
+    ("layer = [[784, 50, 1]]\n", "--config sweep.toml: layer: [784, 50, 1] is a list inside the list"),
+    ("batch = [[1, 2]]\n", "--config sweep.toml: batch: [1, 2] is a list inside the list"),
 ])
 def test_bad_values_in_a_config_file(tmp_path, monkeypatch, capsys, body, option):
     (tmp_path / "sweep.toml").write_text(body)
@@ -154,6 +157,14 @@ def test_bad_values_in_a_config_file(tmp_path, monkeypatch, capsys, body, option
         del args[i:i + 2]
     line = run_bad(tmp_path, monkeypatch, capsys, ["--config", "sweep.toml", *args])
     assert option in line
+
+
+def test_config_layer_as_a_pair(tmp_path):
+    (tmp_path / "sweep.toml").write_text('layer = [[784, 50], "8:4"]\n')
+    parser = argparse.ArgumentParser()
+    run_cmd.configure(parser)
+    _, sweep = run_cmd.build_sweep(parser.parse_args(["--config", str(tmp_path / "sweep.toml")]))
+    assert sweep.layers == ((784, 50), (8, 4))
 
 
 def test_config_then_command_line_override_the_preset(tmp_path):

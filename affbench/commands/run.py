@@ -90,22 +90,37 @@ def _positive_float(option: str, value: Any) -> float:
     return v
 
 
-def _as_list(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+def _as_list(value: Any, where: str) -> list[str]:
+    """A config value as the command line's strings; a layer may be written [784, 50] for "784:50"."""
+    out = []
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, list):
+            if where.endswith(": layer") and len(v) == 2 and all(type(n) is int for n in v):
+                v = f"{v[0]}:{v[1]}"
+            else:
+                raise UsageError(f"{where}: {v!r} is a list inside the list; write one value per item"
+                                 + (' (a layer as "K:M" or [K, M])' if where.endswith(": layer") else ""))
+        out.append(str(v))
+    return out
 
 
 def build_sweep(args: argparse.Namespace) -> tuple[str, Sweep]:
     """Preset, then config file, then command line; every value checked before anything runs."""
     config = load_config(args.config) if args.config else {}
     name = args.preset or config.get("preset") or "default"
-    sweep = preset(str(name))
+    try:
+        sweep = preset(str(name))
+    except UsageError as exc:  # a preset from the file is named as the file's key
+        if args.preset or "preset" not in config:
+            raise
+        raise UsageError(str(exc).replace("--preset", f"--config {args.config}: preset", 1)) from None
     known_impls = sorted([*registry.names(), *registry.unavailable()])  # a declared peer is skipped, not refused
     limit = max_threads()
 
     def pick(cli_value, key):
         if cli_value:
             return cli_value
-        return _as_list(config[key]) if key in config else None
+        return _as_list(config[key], f"--config {args.config}: {key}") if key in config else None
 
     def axis(cli_value, key, option, parse):
         """Parse one axis; a bad value from the file is named as the file's key, not the option."""
