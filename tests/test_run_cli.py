@@ -254,4 +254,6 @@ def test_run_says_what_its_report_warns_of(tmp_path, capsys):
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert "warning: the baseline numpy has no timed rows in this run" in err
-    assert (out / "report.md").exists()
+    wins = (out / "report.md").read_text().split("## Who wins where")[1].split("\n## ")[0]
+    assert "`numpy` was not timed here, so there are no speedups" in wins
+    assert "speedup over numpy" not in wins

@@ -372,16 +372,9 @@ def summary_blocks(df: pd.DataFrame, baseline: str, band: float = DEFAULT_TARGET
     if threads is None or not passes:
         return []
     pass_ = passes[0]
-    blocks: list[Block] = [Heading("Who wins where"), Para(
-        f"The fastest **measured** implementation for each layer and batch size ({pass_} pass, "
-        f"{threads} thread(s)), with its speedup over {baseline} and that speedup's 95% interval. "
-        f"Rule: each implementation's time / {baseline}'s time is taken with its 95% interval ({baseline} itself "
-        f"is exactly 1); the lowest wins only if its interval, widened by {band:.0%} (the run's precision "
-        "target), stays clear below the interval of every other implementation. Otherwise the cell says "
-        f"*tie:* and lists every implementation it cannot be told apart from, fastest estimate first ({baseline} "
-        "among them when it ties); a time without an interval (fewer than 6 samples) counts by its estimate "
-        "alone, and its speedup shows *(—)*. Predicted (extrapolated) times never win here; the sections below "
-        "give every number.")]
+    measured = df[(df["status"] == "ok") & (df["pass"] == pass_) & (df["threads"] == threads)]
+    blocks: list[Block] = [Heading("Who wins where"),
+                           _winner_rule(pass_, threads, baseline, band, baseline in set(measured["impl"]))]
     for dtype in [d for d in ("float32", "float64") if d in set(df["dtype"])]:
         w = tables.winners(df, pass_, dtype, threads, baseline, band)
         if w.empty:
@@ -393,3 +386,23 @@ def summary_blocks(df: pd.DataFrame, baseline: str, band: float = DEFAULT_TARGET
             rows.append([f"{k}→{m}", *[cells.get(int(b), "") for b in batches]])
         blocks.append(Table(["K→M", *[f"N={int(b)}" for b in batches]], rows, caption=f"{dtype}"))
     return blocks
+
+
+def _winner_rule(pass_: str, threads: int, baseline: str, band: float, with_baseline: bool) -> Para:
+    """How "Who wins where" decides: on ratios to the baseline, or on times where it was not timed."""
+    head = f"The fastest **measured** implementation for each layer and batch size ({pass_} pass, {threads} thread(s))"
+    if not with_baseline:
+        return Para(
+            f"{head}. `{baseline}` was not timed here, so there are no speedups: the lowest median time wins only "
+            f"if its 95% interval, widened by {band:.0%} (the run's precision target), stays clear below the "
+            "interval of every other implementation; otherwise the cell says *tie:* and lists every implementation "
+            "it cannot be told apart from. Predicted (extrapolated) times never win here.")
+    return Para(
+        f"{head}, with its speedup over {baseline} and that speedup's 95% interval. "
+        f"Rule: each implementation's time / {baseline}'s time is taken with its 95% interval ({baseline} itself "
+        f"is exactly 1); the lowest wins only if its interval, widened by {band:.0%} (the run's precision "
+        "target), stays clear below the interval of every other implementation. Otherwise the cell says "
+        f"*tie:* and lists every implementation it cannot be told apart from, fastest estimate first ({baseline} "
+        "among them when it ties); a time without an interval (fewer than 6 samples) counts by its estimate "
+        "alone, and its speedup shows *(—)*. Predicted (extrapolated) times never win here; the sections below "
+        "give every number.")
