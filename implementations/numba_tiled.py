@@ -1111,6 +1111,7 @@ def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
         db[:] = 0
     bbuf = buf[:bsz]
     nchunks = (m + mcs - 1) // mcs
+    rpan = (m + MR - 1) // MR  # row panels, dealt out evenly: chunks differ by at most one panel
     for jc in range(0, n, NC):
         nc = min(NC, n - jc)
         npan = (nc + nr_c - 1) // nr_c
@@ -1132,8 +1133,8 @@ def _gemm_shared(A, ta, B, tb, C, bias, has_bias, db, sum_db, k, kstep, buf, asz
                     c = _fetch_add(counter, 0, 1)
                     if c >= nchunks:
                         break
-                    ic = c * mcs
-                    mc = min(mcs, m - ic)
+                    ic = (rpan * c // nchunks) * MR
+                    mc = min(m, (rpan * (c + 1) // nchunks) * MR) - ic
                     if pa:
                         _pack_a(A, ta, ic, mc, pc, kc, abuf, MR)
                         _call_macro(macro, A, ta, abuf, pa, bbuf, nr_c, True, C, bias, mode, ic, mc, jc, nc, pc, kc,
@@ -1314,9 +1315,11 @@ def _depth_step(k):
 
 @njit(**_OPTS)
 def _chunk_rows(m, T):
-    """Rows per chunk of _gemm_shared: at most MC, and a multiple of T chunks in all (1024 rows
-    on 2 threads: 12 chunks of 90, not 11 of 96, where one thread idles for a chunk at the end
-    of every depth block while nothing is slowing either)."""
+    """Most rows of a chunk of _gemm_shared: at most MC, and a multiple of T chunks in all (1024
+    rows on 2 threads: 12 chunks, not 11 of 96, where one thread idles for a chunk at the end of
+    every depth block while nothing is slowing either). _gemm_shared deals the row panels out
+    evenly over that many chunks (84 or 90 rows, not 11 x 90 + 34: the thread without the short
+    chunk held the other ~5% of every depth block; per-thread cycle counts, docs/numba-tiled.md)."""
     per = -(-m // (T * -(-m // (T * MC))))
     return min(MC, _ceil_to(per, MR))
 
