@@ -652,6 +652,12 @@ def _pack_a(A, trans, i0, mc, p0, kc, buf, mr_c):
                     buf[o + r] = A[src, i0 + q * mr_c + r]
                 for r in range(rows, mr_c):
                     buf[o + r] = 0
+        elif rows == MR and mr_c == MR:  # a whole panel in store order: MR reads (unrolled), one
+            r0 = i0 + q * MR  # run of stores (row by row, stores MR apart: 1.3-1.8x the time, alone)
+            for p in range(kc):
+                o = base + p * MR
+                for r in range(MR):
+                    buf[o + r] = A[r0 + r, p0 + p]
         else:
             for r in range(rows):
                 i = i0 + q * mr_c + r
