@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -117,9 +118,45 @@ def test_convert_from_params_without_data(tmp_path):
                                                                                       "float32", 7, 2)
     assert row["case_id"] == "numba-serial|step|float32|7|5|3|2"
     assert row["flops"] == 6 * 7 * 5 * 3 + 2 * 7 * 3 and row["samples_s"] == [] and row["repeats"] == 2
+    assert math.isnan(row["ci_low_s"]) and math.isnan(row["ci_high_s"])  # 4 rounds: too few for an interval
     assert row["noisy"] is True  # cv 0.25
     env = results.read_env(tmp_path / "run")
     assert env["pytest_benchmark"]["ignored"] == ["t::test_other"] and env["cpu"]["logical_cores"] == 2
+
+
+def _many_rounds(median: float, rounds: int = 1000, **extra) -> dict:
+    b = _bench(**extra)
+    b["stats"] = dict(b["stats"], rounds=rounds, median=median, q1=0.9 * median, q3=1.1 * median, mean=median,
+                      stddev=0.05 * median)
+    return b
+
+
+def test_convert_without_data_gives_the_quartile_notch_interval(tmp_path):
+    path = _write(tmp_path, {"machine_info": {"affbench_threads": 2}, "commit_info": {},
+                             "benchmarks": [_many_rounds(2e-3, rounds=400)]})
+    (row,) = results.read_rows(convert(path, tmp_path / "run")).rows
+    half = 1.58 * (0.2 * 2e-3) / 20  # 1.58 IQR / sqrt(400)
+    assert row["ci_low_s"] == pytest.approx(2e-3 - half) and row["ci_high_s"] == pytest.approx(2e-3 + half)
+
+
+def test_compare_two_converted_runs_without_data(tmp_path, capsys):
+    from affbench import cli
+
+    runs = []
+    for i, median in enumerate((2e-3, 3e-3)):  # B 50% slower, far outside both notches
+        src = _write(tmp_path, {"machine_info": {"affbench_threads": 2}, "commit_info": {},
+                                "benchmarks": [_many_rounds(median)]}, f"000{i}_x.json")
+        runs.append(convert(src, tmp_path / f"run{i}"))
+    assert cli.main(["compare", str(runs[0]), str(runs[1]), "--fail-above", "10%"]) == 1
+    assert "1 case(s) slower by more than 10%" in capsys.readouterr().err
+
+
+def test_saved_data_longer_than_the_csv_field_limit_reads_back(tmp_path):
+    b = _bench()
+    b["stats"]["data"] = [1e-3 + i * 1e-9 for i in range(20000)]  # ~460 KB in one field, past csv's 128 KB
+    path = _write(tmp_path, {"machine_info": {"affbench_threads": 2}, "commit_info": {}, "benchmarks": [b]})
+    (row,) = results.read_rows(convert(path, tmp_path / "run")).rows
+    assert len(row["samples_s"]) == 20000
 
 
 @pytest.mark.parametrize("content, message", [

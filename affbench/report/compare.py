@@ -202,9 +202,16 @@ def _why_not_comparable(ra: Mapping[str, Any], rb: Mapping[str, Any]) -> str:
         return f"status {sa} in A, {sb} in B"
     if not (ra["median_s"] > 0 and rb["median_s"] > 0):
         return "no median time"
-    if not ra["samples_s"] or not rb["samples_s"]:
+    if not (_has_samples(ra) and _has_samples(rb)):
         return "no samples"
     return ""
+
+
+def _has_samples(r: Mapping[str, Any]) -> bool:
+    """Samples, or the interval they gave (a converted pytest-benchmark run without its raw data
+    carries the interval from its quartiles only)."""
+    iv = time_interval(r)
+    return bool(r["samples_s"]) or (math.isfinite(iv.low) and math.isfinite(iv.high))
 
 
 # --------------------------------------------------------------------------- environments

@@ -162,6 +162,9 @@ def read_rows(path: str | Path) -> Loaded:
     text = path.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         raise ResultsError(f"{path}: the results file is empty")
+    # samples_s of a converted pytest-benchmark run (--benchmark-save-data) can hold 10^5 samples,
+    # past the csv module's 128 KB default field limit
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
     torn = not text.endswith("\n")
     if torn:
         text = text[: text.rfind("\n") + 1]
