@@ -64,6 +64,13 @@ def requested_threads() -> int:
     return n
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A bad AFFBENCH_THREADS is one usage line before anything runs (raised in the session
+    fixture, it was an error with a traceback for every selected benchmark)."""
+    if any("affbench_threads" in getattr(item, "fixturenames", ()) for item in items):
+        requested_threads()
+
+
 @pytest.fixture(scope="session")
 def affbench_threads() -> Iterator[int]:
     """Set Numba's and BLAS's thread counts for the whole session; yield the count."""

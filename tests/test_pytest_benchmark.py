@@ -235,3 +235,14 @@ def test_benchmark_only_times_as_pytest_benchmark_users_type_it():
     assert untimed.returncode == 0, text
     assert "1 passed, 1 skipped" in text and "runs only with --benchmark-enable" in text, text
     assert "Median" not in text
+
+
+def test_bad_affbench_threads_is_one_usage_line_before_any_benchmark():
+    env = dict(os.environ, AFFBENCH_THREADS="99")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/benchmarks", "-p", "no:cacheprovider", "-q",
+                           "-k", "forward and float64 and numpy and 100x784x50", "--benchmark-enable"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out  # pytest's usage error, not a failure per test
+    assert "ERROR: AFFBENCH_THREADS=99 is outside 1.." in out
+    assert "Traceback" not in out and out.count("AFFBENCH_THREADS=99") == 1

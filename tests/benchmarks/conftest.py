@@ -7,6 +7,7 @@ root conftest. Hooks and fixtures defined by import here apply to tests/benchmar
 from affbench.pytest_plugin import (  # noqa: F401  (pytest finds them by name)
     affbench_threads,
     affbench_warm,
+    pytest_collection_modifyitems,
     pytest_benchmark_update_commit_info,
     pytest_benchmark_update_machine_info,
 )
