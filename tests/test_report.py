@@ -359,3 +359,11 @@ def test_speedup_summary_is_ordered_by_impl_pass_and_dtype():
     assert list(zip(gm["impl"], gm["pass"], gm["dtype"])) == [
         ("naive", "forward", "float32"), ("naive", "forward", "float64"), ("naive", "backward", "float32"),
         ("numba-serial", "forward", "float64"), ("numba-tiled", "step", "float32"), ("numba-tiled", "step", "float64")]
+
+
+def test_crossover_n_measured_leaves_out_predicted_batches():
+    from affbench.report.crossover import batches_text
+
+    assert batches_text([1, 16, 100, 1024], [False, False, False, True]) == "1–100 (+ N=1024 predicted)"
+    assert batches_text([1, 16], [False, False]) == "1–16"
+    assert batches_text([1024], [True]) == "none (+ N=1024 predicted)"

@@ -119,7 +119,8 @@ def win_summary(sp: pd.DataFrame, impls: Iterable[str] | None = None, band: floa
     """Per group: where the implementation clearly beats the baseline and where it ties, in
     words, plus its crossovers.
 
-    Columns: impl, pass, dtype, in_features, out_features, threads, batches (measured range),
+    Columns: impl, pass, dtype, in_features, out_features, threads, batches (measured range, then
+    the predicted batch sizes),
     faster_at (e.g. "N ≤ 4", "16 ≤ N ≤ 64; tie at N ≥ 128", "always", "never"),
     crossovers (list[Crossover]).
     """
@@ -137,9 +138,17 @@ def win_summary(sp: pd.DataFrame, impls: Iterable[str] | None = None, band: floa
         n = g["batch"].to_list()
         v = verdicts(g, band)
         ck = (str(key[0]), str(key[1]), str(key[2]), int(key[3]), int(key[4]), int(key[5]))
-        rows.append({**dict(zip(GROUP, key)), "batches": f"{n[0]}–{n[-1]}" if len(n) > 1 else str(n[0]),
+        rows.append({**dict(zip(GROUP, key)), "batches": batches_text(n, g["extrapolated"].astype(bool).to_list()),
                      "faster_at": faster_text(n, v), "crossovers": by_group.get(ck, [])})
     return pd.DataFrame(rows, columns=cols)
+
+
+def batches_text(n: list[int], predicted: list[bool]) -> str:
+    """The measured batch sizes as a range, then the predicted ones: '1–100 (+ N=1024 predicted)'."""
+    meas = [x for x, p in zip(n, predicted) if not p]
+    pred = [x for x, p in zip(n, predicted) if p]
+    text = (f"{meas[0]}–{meas[-1]}" if len(meas) > 1 else str(meas[0])) if meas else "none"
+    return text + (f" (+ N={', '.join(map(str, pred))} predicted)" if pred else "")
 
 
 def faster_text(n: list[int], v: list[str]) -> str:
