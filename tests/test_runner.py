@@ -368,8 +368,8 @@ def test_first_round_records_every_measured_size(tmp_path):
         engine.visit(state)
         assert state.rounds == 1 and not state.settled  # min_rounds=2: not yet
     rates = engine.rates[("numpy", "forward", "float64", 1)]
-    assert [(flops, where) for _, flops, where in rates] == [(small.flops, "N=1 K=8 M=4"),
-                                                             (bigger.flops, "N=4 K=8 M=4")]
+    assert [(flops, where) for _, flops, where in rates] == [(small.flops, "N=1 K=8 M=4 in its first round"),
+                                                             (bigger.flops, "N=4 K=8 M=4 in its first round")]
     assert all(rate > 0 for rate, _, _ in rates)
 
 
@@ -384,7 +384,7 @@ def test_extrapolation_end_to_end(tmp_path, monkeypatch, capsys):
     assert rows[1]["status"] == "ok"
     big = rows[64]
     assert big["status"] == "extrapolated"
-    assert "measured at N=1 K=64 M=64" in big["error"] and "max_case_s 0.005 s" in big["error"]
+    assert "measured at N=1 K=64 M=64 in its first round" in big["error"] and "max_case_s 0.005 s" in big["error"]
     # the basis is the small case's first round (later groups are planned before its last
     # round), close to but not exactly its final median
     assert big["gflops"] == pytest.approx(rows[1]["gflops"], rel=0.5)

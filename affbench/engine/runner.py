@@ -249,7 +249,8 @@ class Engine:
                 self.learn(case, "timeout")
             elif state.rounds == 0 and timed.error is None and timed.samples:
                     median = float(np.median(timed.samples))
-                    self.learn(case, "ok", case.flops / median / 1e9 if median > 0 else math.nan)
+                    self.learn(case, "ok", case.flops / median / 1e9 if median > 0 else math.nan,
+                               "in its first round")  # the case's own row pools every round: it may differ
         for _, timed, _ in state.cases:  # between rounds a group holds no arrays (a run has ~100 groups)
             timed.call = _released
         state.rounds += 1
@@ -361,10 +362,11 @@ class Engine:
             peer_threads=state.peer_threads if state else None,
         )
 
-    def learn(self, case: Case, status: str, gflops: float = math.nan) -> None:
-        """What later predictions rest on: measured rates, and the smallest case that timed out."""
+    def learn(self, case: Case, status: str, gflops: float = math.nan, when: str = "") -> None:
+        """What later predictions rest on: measured rates, and the smallest case that timed out.
+        when: which samples the rate is from, for the prediction's note (e.g. "in its first round")."""
         key = (case.impl, case.pass_, case.dtype, case.threads)
-        where = f"N={case.batch} K={case.in_features} M={case.out_features}"
+        where = f"N={case.batch} K={case.in_features} M={case.out_features}" + (f" {when}" if when else "")
         if status == "ok" and gflops > 0:
             self.rates.setdefault(key, []).append((gflops, case.flops, where))
         elif status == "timeout" and (key not in self.timed_out or case.flops < self.timed_out[key][0]):
