@@ -67,24 +67,20 @@ def output_dir_problem(path: Path) -> str | None:
     return None
 
 
-def make_output_dir(option: str, path: Path) -> None:
+def make_output_dir(option: str, path: Path, hint: str = "") -> None:
     """Create ``path`` (and its parents) or raise UsageError naming ``option`` and the path."""
+    where = f"{option} {path}" if option else str(path)
     if (problem := output_dir_problem(path)) is not None:
-        raise UsageError(f"{option} {path}: {problem}")
+        raise UsageError(f"{where}: {problem}{hint}")
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot create the directory ({exc.strerror})") from None
+        raise UsageError(f"{where}: cannot create the directory ({exc.strerror}){hint}") from None
 
 
 def new_run_dir(root: Path, preset: str) -> Path:
     """A fresh directory; mkdir fails if it exists, so two runs never share one."""
-    if (problem := output_dir_problem(root)) is not None:
-        raise UsageError(f"{root}: {problem}; give the run directory with --out")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{root}: cannot create the directory ({exc.strerror}); give the run directory with --out") from None
+    make_output_dir("", root, "; give the run directory with --out")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     for n in range(1, 1000):
         d = root / (f"{stamp}-{preset}" + (f"-{n}" if n > 1 else ""))
